@@ -1,0 +1,1 @@
+"""Public benchmarks for ``qa eval``: BEIR folders and XQuAD (placeholder replaced below)."""

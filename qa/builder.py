@@ -1,0 +1,297 @@
+"""Building and updating the index incrementally, safely, one build at a time.
+
+Content hashes decide the work: unchanged files keep their passages and vectors, edited files
+are re-chunked and only passages whose embedded text is new are embedded again, renamed files
+reuse their vectors, deleted files disappear from every structure. The result is written as a
+new generation beside the old one and switched to atomically (see :mod:`qa.store`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from qa import store
+from qa.articles import parse_article
+from qa.config import Settings
+from qa.embedder import Embedder, Vectors, load_embedder
+from qa.errors import IndexBusyError, IndexCorruptError, QAError
+from qa.index import SCHEMA_VERSION, check_compatible, chunking_settings, read_passages
+from qa.lexical import LexicalIndex
+from qa.passages import Passage, make_passages
+from qa.seeds import SkippedFile, scan
+from qa.vectors import build_faiss, choose_index_type
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildSummary:
+    """What a build did. Counts are documents, except ``passages`` and ``embedded``."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    renamed: int = 0
+    skipped: int = 0
+    passages: int = 0
+    embedded: int = 0
+    took_ms: float = 0.0
+    generation: str | None = None
+    changed: bool = False
+    skipped_files: list[SkippedFile] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary printed by ``qa index --json`` and returned by ``POST /api/reindex``."""
+        out = asdict(self)
+        out["skipped_files"] = [asdict(s) for s in self.skipped_files]
+        return out
+
+
+@dataclass
+class _Previous:
+    documents: dict[str, dict[str, Any]]
+    passages: list[Passage]
+    vectors: Vectors
+    model: dict[str, Any]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("seedqa", "faiss-cpu", "sentence-transformers", "torch", "numpy", "bm25s"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
+    if rebuild or store.current_generation(settings.index_dir) is None:
+        return None
+    folder = store.current_path(settings.index_dir)
+    manifest = store.read_manifest(folder)
+    check_compatible(manifest, settings, where=folder)
+    store.verify_checksums(folder, manifest.get("files", {}))
+    passages = read_passages(folder)
+    try:
+        vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(
+            f"vectors '{folder / 'vectors.npy'}' are unreadable ({exc}); "
+            "run `python -m qa index --rebuild`"
+        ) from None
+    if len(vectors) != len(passages):
+        raise IndexCorruptError(f"index '{folder}' has a vector count that does not match")
+    return _Previous(manifest.get("documents", {}), passages, vectors, manifest["model"])
+
+
+def build_index(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    rebuild: bool = False,
+    wait: float = 0.0,
+    progress: bool = False,
+) -> BuildSummary:
+    """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
+
+    Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
+    then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
+    """
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.index_dir / store.LOCK))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout:
+        raise IndexBusyError(
+            f"another build is already running on '{settings.index_dir}' "
+            f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
+        ) from None
+    try:
+        return _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
+    finally:
+        lock.release()
+
+
+def _build_locked(
+    settings: Settings, *, embedder: Embedder | None, rebuild: bool, progress: bool
+) -> BuildSummary:
+    started = time.perf_counter()
+    # Leftovers of builds that were killed are removed before anything else.
+    store.prune(settings.index_dir, keep=settings.keep_generations)
+    files, skipped = scan(settings.seeds_dir)
+    previous = _load_previous(settings, rebuild=rebuild)
+    prev_docs = previous.documents if previous else {}
+    prev_rows: dict[str, list[int]] = {}
+    if previous:
+        for row, p in enumerate(previous.passages):
+            prev_rows.setdefault(p.source, []).append(row)
+
+    summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
+    current = {f.source: f for f in files}
+    removed_hashes = {
+        d["hash"]: src for src, d in prev_docs.items() if src not in current
+    }
+    embedder_ = embedder
+    passages: list[Passage] = []
+    documents: dict[str, dict[str, Any]] = {}
+    for seed in files:
+        before = prev_docs.get(seed.source)
+        if before is not None and before["hash"] == seed.content_hash and previous:
+            summary.unchanged += 1
+            kept = [previous.passages[r] for r in prev_rows.get(seed.source, [])]
+            passages.extend(kept)
+            documents[seed.source] = before
+            continue
+        if before is not None:
+            summary.updated += 1
+        elif seed.content_hash in removed_hashes:
+            summary.renamed += 1
+            del removed_hashes[seed.content_hash]
+        else:
+            summary.added += 1
+        if embedder_ is None:
+            embedder_ = load_embedder(settings)
+        article = parse_article(seed)
+        new = make_passages(
+            article,
+            embedder_,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+        )
+        passages.extend(new)
+        documents[seed.source] = {
+            "hash": seed.content_hash,
+            "title": article.title,
+            "date": article.date,
+            "publisher": article.publisher,
+            "bytes": len(seed.text.encode("utf-8")),
+            "passages": [p.chunk_id for p in new],
+        }
+    summary.removed = len(removed_hashes)
+    summary.passages = len(passages)
+    summary.changed = previous is None or bool(
+        summary.added or summary.updated or summary.removed or summary.renamed
+    )
+    if not summary.changed:
+        summary.generation = store.current_generation(settings.index_dir)
+        summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
+        return summary
+
+    vectors, summary.embedded = _vectors_for(
+        passages, previous, embedder_, settings, progress=progress
+    )
+    if embedder_ is None and previous is None:
+        embedder_ = load_embedder(settings)  # an empty seeds folder still records the model
+    if embedder_ is not None:
+        model_info = {
+            "id": embedder_.model_id,
+            "dimension": embedder_.dimension,
+            "max_seq_length": embedder_.max_seq_length,
+        }
+    else:
+        assert previous is not None  # narrowed above; kept for mypy
+        model_info = previous.model
+    with store.staging(settings.index_dir) as (generation, folder):
+        _write_generation(folder, settings, passages, vectors, documents, model_info)
+        store.set_current(settings.index_dir, generation)
+    store.prune(settings.index_dir, keep=settings.keep_generations)
+    summary.generation = generation
+    summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
+    log.info("built generation %s: %s", generation, summary.to_json())
+    return summary
+
+
+def _vectors_for(
+    passages: list[Passage],
+    previous: _Previous | None,
+    embedder: Embedder | None,
+    settings: Settings,
+    *,
+    progress: bool,
+) -> tuple[Vectors, int]:
+    """Vectors for ``passages``, reusing every vector whose embedded text was embedded before."""
+    known: dict[str, Vectors] = {}
+    if previous is not None:
+        for row, p in enumerate(previous.passages):
+            known[p.embed_hash] = previous.vectors[row]
+    todo: dict[str, str] = {}
+    for p in passages:
+        if p.embed_hash not in known and p.embed_hash not in todo:
+            todo[p.embed_hash] = p.embed_text()
+    if todo:
+        if embedder is None:
+            embedder = load_embedder(settings)
+        fresh = embedder.embed(
+            list(todo.values()), batch_size=settings.batch_size, progress=progress
+        )
+        known.update(zip(todo.keys(), fresh, strict=True))
+    if not passages:
+        dim = embedder.dimension if embedder else (previous.vectors.shape[1] if previous else 1)
+        return np.zeros((0, dim), dtype=np.float32), 0
+    return np.stack([known[p.embed_hash] for p in passages]).astype(np.float32), len(todo)
+
+
+def _write_generation(
+    folder: Path,
+    settings: Settings,
+    passages: list[Passage],
+    vectors: Vectors,
+    documents: dict[str, dict[str, Any]],
+    model_info: dict[str, Any],
+) -> None:
+    import faiss  # imported here: only a build needs it, and it is slow to import
+
+    with open(folder / "passages.jsonl", "w", encoding="utf-8") as fh:
+        for p in passages:
+            fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+    np.save(folder / "vectors.npy", vectors, allow_pickle=False)
+    index_type = choose_index_type(
+        len(passages),
+        exact_threshold=settings.exact_threshold,
+        approximate=settings.approximate_index,
+    )
+    index, index_info = build_faiss(
+        vectors.reshape(len(passages), model_info["dimension"]),
+        index_type=index_type,
+        hnsw_m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        ef_search=settings.hnsw_ef_search,
+    )
+    faiss.write_index(index, str(folder / "index.faiss"))
+    (folder / "bm25").mkdir()
+    LexicalIndex.build([p.embed_text() for p in passages]).save(folder / "bm25")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "generation": folder.name,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model_info,
+        "chunking": chunking_settings(settings),
+        "index": index_info,
+        "metric": "inner_product_on_unit_vectors",
+        "passages": len(passages),
+        "documents": documents,
+        "versions": _versions(),
+        "files": store.file_checksums(folder),
+    }
+    store.write_atomic(folder / store.MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+
+
+__all__ = ["BuildSummary", "QAError", "build_index"]

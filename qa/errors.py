@@ -1,0 +1,46 @@
+"""Domain errors. Each message names the offending value and, where it helps, what to do next.
+
+The web layer maps these to HTTP status codes; the library never knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class of every error seedqa raises on purpose."""
+
+
+class ConfigError(QAError):
+    """A setting has a value seedqa cannot use."""
+
+
+class SeedFileError(QAError):
+    """A seed file cannot be read as an article (not text, not UTF-8, empty, outside the folder)."""
+
+
+class ModelLoadError(QAError):
+    """The embedding model named in the settings cannot be loaded."""
+
+
+class IndexNotFoundError(QAError):
+    """There is no index at the configured location yet."""
+
+
+class IndexCorruptError(QAError):
+    """An index file is missing, truncated or does not match its recorded checksum."""
+
+
+class IndexMismatchError(QAError):
+    """The index was built with another model or other chunking settings than the ones asked for."""
+
+
+class IndexBusyError(QAError):
+    """Another build holds the index lock."""
+
+
+class InvalidQueryError(QAError):
+    """A question or a search parameter is not acceptable."""
+
+
+class DocumentNotFoundError(QAError):
+    """A document path is unknown or points outside the seeds folder."""

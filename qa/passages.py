@@ -1,0 +1,94 @@
+"""Passages: the unit that is embedded, searched and cited, with exact provenance."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from qa.articles import Article
+from qa.chunking import chunk_segments
+from qa.embedder import Embedder
+
+#: A title longer than this many tokens is not prefixed to the embedded text of each passage.
+MAX_TITLE_PREFIX_TOKENS = 48
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A span of one article. ``text == seeds/source read as UTF-8 [start:end]`` holds exactly."""
+
+    chunk_id: str
+    source: str
+    title: str | None
+    date: str | None
+    start: int
+    end: int
+    text: str
+    #: Hash of exactly what was embedded (title prefix + text): equal hashes share a vector.
+    embed_hash: str
+    tokens: int
+
+    def embed_text(self) -> str:
+        """What the model embeds: the title gives every passage the article's context."""
+        return embed_input(self.title, self.text)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the passage store."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Passage:
+        """The inverse of :meth:`to_json`."""
+        return cls(**data)
+
+
+def embed_input(title: str | None, text: str) -> str:
+    """Title and text joined as the model sees them."""
+    return f"{title}\n{text}" if title else text
+
+
+def _digest(*parts: str, size: int = 16) -> str:
+    h = hashlib.blake2b(digest_size=size)
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def make_passages(
+    article: Article, embedder: Embedder, *, chunk_tokens: int, chunk_overlap: int
+) -> list[Passage]:
+    """Chunk one article into passages that fit the model without truncation."""
+    title = article.title
+    title_tokens = 0
+    if title:
+        title_tokens = embedder.count_tokens([embed_input(title, "")])[0]
+        if title_tokens > MAX_TITLE_PREFIX_TOKENS:
+            title, title_tokens = None, 0
+    limit = embedder.max_tokens - title_tokens
+    chunks = chunk_segments(
+        article.text,
+        article.segments,
+        embedder,
+        target=chunk_tokens,
+        overlap=chunk_overlap,
+        limit=limit,
+    )
+    passages = []
+    for chunk in chunks:
+        text = article.text[chunk.start : chunk.end]
+        passages.append(
+            Passage(
+                chunk_id=_digest(article.source, article.content_hash, f"{chunk.start}:{chunk.end}"),
+                source=article.source,
+                title=article.title,
+                date=article.date,
+                start=chunk.start,
+                end=chunk.end,
+                text=text,
+                embed_hash=_digest(embed_input(title, text), size=20),
+                tokens=chunk.tokens + title_tokens,
+            )
+        )
+    return passages
