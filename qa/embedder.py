@@ -135,6 +135,9 @@ class SentenceTransformerEmbedder(Embedder):
         path, self.model_id = resolve_model(model)
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars on every start are noise
 
             kwargs: dict[str, Any] = {"device": device or _default_device()}
             if backend == "onnx":

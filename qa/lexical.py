@@ -6,6 +6,7 @@ single characters, and only common English stop words are dropped.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -16,6 +17,15 @@ import numpy as np
 import numpy.typing as npt
 
 _TOKEN = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1)
+def _bm25s() -> Any:
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG on import; our entry points decide what is shown.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @lru_cache(maxsize=1)
@@ -49,9 +59,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         """Index ``texts`` (title + passage, as embedded)."""
-        import bm25s
-
-        model = bm25s.BM25()
+        model = _bm25s().BM25()
         # bm25s cannot index an empty corpus or an all-empty one; a placeholder token keeps it valid.
         model.index([tokenize(t) or ["\x00"] for t in texts] or [["\x00"]], show_progress=False)
         return cls(model, len(texts))
@@ -63,9 +71,7 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path, size: int) -> LexicalIndex:
         """Read an index written by :meth:`save`."""
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(folder), show_progress=False), size)
+        return cls(_bm25s().BM25.load(str(folder), show_progress=False), size)
 
     def scores(self, question: str) -> npt.NDArray[np.float32]:
         """BM25 score of every passage for ``question`` (zeros when no word matches)."""

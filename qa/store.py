@@ -35,8 +35,10 @@ LOCK = ".build.lock"
 
 
 def new_generation_id() -> str:
-    """Sortable by creation time, unique even for builds in the same second."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """Sortable by creation time (microseconds), unique even for simultaneous builds."""
+    now = time.time_ns() // 1000
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000))
+    return f"{stamp}.{now % 1_000_000:06d}-{secrets.token_hex(3)}"
 
 
 def generations_dir(index_dir: Path) -> Path:

@@ -1,0 +1,54 @@
+"""Shared fixtures: a copy of the seeds in tmp_path and settings that use the fake embedder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_NAMES = sorted(p.name for p in SEEDS.glob("*.txt"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def seeds_dir(tmp_path: Path) -> Path:
+    """A private copy of the five seed articles."""
+    target = tmp_path / "seeds"
+    shutil.copytree(SEEDS, target, ignore=shutil.ignore_patterns(".*", "README*"))
+    return target
+
+
+@pytest.fixture
+def settings(seeds_dir: Path, tmp_path: Path) -> Settings:
+    """Settings over the seed copy with the deterministic fake embedder (fast, no model)."""
+    return Settings(
+        seeds_dir=seeds_dir,
+        index_dir=tmp_path / "embeddings",
+        model="fake",
+        answer_threshold=0.0,
+        reload_interval=0.05,
+    )
+
+
+@pytest.fixture
+def real_settings(seeds_dir: Path, tmp_path: Path) -> Settings:
+    """Settings over the seed copy with the real bundled model."""
+    return Settings(seeds_dir=seeds_dir, index_dir=tmp_path / "embeddings", model="bundled")
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No QA_* variables from the developer's shell leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("QA_"):
+            monkeypatch.delenv(key)
+    yield

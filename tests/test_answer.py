@@ -1,0 +1,87 @@
+"""Extractive answers: verbatim spans with offsets, citations, abstention, templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa.builder import build_index
+from qa.config import Settings
+from qa.errors import ConfigError
+from qa.service import QAService
+
+
+@pytest.fixture
+def lexical(settings: Settings) -> Settings:
+    """BM25 retrieval: with the hashing fake embedder, dense rankings carry little meaning."""
+    return settings.replace(retrieval_mode="bm25")
+
+
+@pytest.fixture
+def service(lexical: Settings):  # noqa: ANN201
+    build_index(lexical)
+    svc = QAService(lexical)
+    yield svc
+    svc.close()
+
+
+def test_answer_is_a_verbatim_cited_span(service: QAService, settings: Settings) -> None:
+    result = service.ask("How many US-funded enterprises had Chongqing approved?", k=5)
+    a = result.answer
+    assert a is not None
+    raw = (settings.seeds_dir / a.source).read_bytes().decode("utf-8")
+    assert raw[a.start : a.end] == a.text
+    assert "535" in a.text
+    assert a.citations
+    for n in a.citations:
+        p = result.passages[n - 1].passage
+        assert p.source == a.source and p.start <= a.start and a.end <= p.end
+    assert a.rendered == a.text + "".join(f" [{n}]" for n in a.citations)
+
+
+def test_pronoun_sentence_brings_its_antecedent(service: QAService) -> None:
+    result = service.ask("Which Chinese city has a friendly city relationship with Little Rock?")
+    assert result.answer is not None
+    assert "Little Rock" in result.answer.text
+
+
+def test_abstains_below_the_threshold(settings: Settings) -> None:
+    build_index(settings)
+    svc = QAService(settings.replace(answer_threshold=0.99))
+    result = svc.ask("Who won the 2022 World Cup?")
+    assert result.answer is None
+    assert result.abstain_reason is not None and "0.99" in result.abstain_reason
+    assert result.passages  # passages are still shown
+    svc.close()
+
+
+def test_custom_template(lexical: Settings, tmp_path: Path) -> None:
+    settings = lexical
+    template = tmp_path / "mine.txt.j2"
+    template.write_text("{{ answer|upper }} (sources: {{ citations|map(attribute='source')|join(', ') }})")
+    build_index(settings)
+    svc = QAService(settings.replace(answer_template=template))
+    a = svc.ask("How many US-funded enterprises had Chongqing approved?").answer
+    assert a is not None
+    assert a.rendered.startswith(a.text.upper())
+    assert "(sources: 004_e482e4571cd424a3.txt" in a.rendered
+    svc.close()
+
+
+def test_template_cannot_reach_python_internals(settings: Settings, tmp_path: Path) -> None:
+    template = tmp_path / "evil.txt.j2"
+    template.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    build_index(settings)
+    svc = QAService(settings.replace(answer_template=template))
+    with pytest.raises(ConfigError, match="failed to render"):
+        svc.ask("How many US-funded enterprises had Chongqing approved?")
+    svc.close()
+
+
+def test_missing_template_is_named(settings: Settings, tmp_path: Path) -> None:
+    build_index(settings)
+    svc = QAService(settings.replace(answer_template=tmp_path / "nope.j2"))
+    with pytest.raises(ConfigError, match="nope.j2' does not exist"):
+        svc.ask("Chongqing?")
+    svc.close()
