@@ -1,17 +1,20 @@
 """The extractive answer: the sentence (or two) of the top passages that best answers the question.
 
-Sentences are scored against the question itself, not just their passage: the share of the
-question's informative words (IDF-weighted, stemmed) the sentence contains, plus a bonus when
-its content fits the question's type (a number for "how many", a date for "when"), plus the
-semantic similarity of its passage to the question. The answer is a verbatim span of a cited
-passage with its own offsets. When the best passage is not similar enough to the question, the
-answer is withheld: the threshold comes from calibration on the evaluation question set.
+Sentences are scored against the question itself, not just their passage: the cosine of the
+sentence's vector (pooled at build time from its passage's contextual token embeddings, so it
+costs no inference at query time) with the question's vector, the share of the question's
+informative words (IDF-weighted, stemmed) the sentence contains, and a bonus when it holds a new
+entity of the asked type (a number for "how many", a date for "when", a name for "who").
+The answer is a verbatim span of a cited passage with its own offsets. When no sentence is
+similar enough to the question, the answer is withheld; the threshold is calibrated on the
+evaluation question set.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,12 +30,23 @@ from qa.sentences import split_sentences
 #: How many of the top passages are searched for an answer sentence.
 ANSWER_PASSAGES = 3
 
-_NUMBER = re.compile(r"\d")
-_YEAR_OR_DATE = re.compile(
-    r"\b(1[89]\d\d|20\d\d)\b|\b(January|February|March|April|May|June|July|August|September|"
-    r"October|November|December)\b",
+#: Weights of the sentence score, chosen on the seeds question set (see docs/quality.md).
+W_SEMANTIC = 1.0  # cosine of the sentence's (contextual) vector with the question
+W_LEXICAL = 0.75  # IDF-weighted share of the question's words found in the sentence
+W_TYPE = 0.3  # the sentence holds a new entity of the asked type (a number for "how many")
+W_NOVEL = 0.5  # share of the sentence's words the question does not already say
+W_RANK = 0.1  # per rank below the first passage
+
+_NUMBER = re.compile(r"\d[\d,.]*")
+_DATE = re.compile(
+    r"\b(1[89]\d\d|20\d\d)\b|\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d",
 )
-_PROPER = re.compile(r"\b[A-Z][a-z]+")
+_NAME = re.compile(r"(?<=[\s(“\"])[A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+)*")  # not sentence-initial
+_NUMBER_WORDS = r"(area|population|size|value|amount|number|percentage|total|share|volume|count)"
+_NAME_WORDS = (
+    r"(city|cities|district|province|state|country|company|organi[sz]ation|venue|event|session|"
+    r"agency|bank|body|office|official|university|firm|chamber|mission|person|group|forum)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,8 @@ class Answer:
     end: int
     score: float
     passage_rank: int
+    #: Best sentence similarity to the question: what the abstention threshold is compared to.
+    support: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,36 +70,74 @@ class Abstention:
     """No answer, and why."""
 
     reason: str
-    score: float
+    support: float
 
 
 @dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Sentence:
     hit: Hit
     start: int  # offsets in the source file
     end: int
-    score: float
+    text: str
+    terms: frozenset[str]
+    semantic: float
 
 
-def _question_type(question: str) -> str | None:
+def question_type(question: str) -> str | None:
+    """The kind of answer a question asks for: number, date, name, or ``None`` (anything)."""
     q = question.lower()
-    if re.search(r"\bhow (many|much|large|big|long|old)\b|\bwhat (percentage|number|amount)", q):
+    if re.search(
+        rf"\bhow (many|much|large|big|long|old|far)\b|\bwhat (is the )?{_NUMBER_WORDS}", q
+    ):
         return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|date|month|day)\b|\bwhich (year|date|month)\b", q):
+    if re.search(r"\bwhen\b|\b(what|which) (year|date|month|day)\b|\bsince (when|which)\b", q):
         return "date"
-    if re.search(r"\bwho\b|\bwhose\b|\bwhom\b", q):
-        return "person"
+    if re.search(
+        rf"\bwho\b|\bwhose\b|\bwhom\b|\bwhere\b|\bname of\b|\b(which|what) {_NAME_WORDS}\b", q
+    ):
+        return "name"
     return None
 
 
-def _type_bonus(kind: str | None, sentence: str) -> float:
-    if kind == "number":
-        return 0.15 if _NUMBER.search(sentence) else 0.0
-    if kind == "date":
-        return 0.15 if _YEAR_OR_DATE.search(sentence) else 0.0
-    if kind == "person":
-        return 0.1 if len(_PROPER.findall(sentence)) >= 2 else 0.0
-    return 0.0
+def _has_new_entity(kind: str | None, sentence: str, question: str) -> bool:
+    """Whether the sentence holds something of the asked type that the question does not."""
+    if kind is None:
+        return False
+    pattern = {"number": _NUMBER, "date": _DATE, "name": _NAME}[kind]
+    q = question.lower()
+    q_terms = set(tokenize(question))
+    for m in pattern.finditer(sentence):
+        found = m.group(0)
+        if found.lower() in q:
+            continue
+        if kind == "name" and set(tokenize(found)) <= q_terms:
+            continue  # a name the question already gives is not an answer to it
+        return True
+    return False
+
+
+_KEY_NAME = re.compile(r"(?<=[\s(“\"])[A-Z][\w’'-]+")  # capitalised, not the first word
+_KEY_NUMBER = re.compile(r"\b\d{2,}(?:[,.]\d+)*\b")
+
+
+def unsupported_terms(
+    question: str,
+    *,
+    known: Callable[[str], bool],
+    article_terms: frozenset[str],
+) -> list[str]:
+    """Names the index never mentions and numbers the answer's article never mentions.
+
+    A question about 'Texas' over articles that never say 'Texas', or about a 2023 figure in an
+    article that never says 2023, cannot be answered from them, however similar the text is.
+    """
+    missing = [m.group(0) for m in _KEY_NAME.finditer(question) if not known(m.group(0))]
+    missing += [
+        m.group(0)
+        for m in _KEY_NUMBER.finditer(question)
+        if not set(tokenize(m.group(0))) <= article_terms
+    ]
+    return missing
 
 
 def _idf(term: str, df: dict[str, int], n: int) -> float:
@@ -96,48 +150,79 @@ def extract_answer(
     *,
     threshold: float,
     template: Path,
+    sentence_scores: dict[int, list[float]] | None = None,
+    known: Callable[[str], bool] | None = None,
+    article_terms: Callable[[str], frozenset[str]] | None = None,
     passages: int = ANSWER_PASSAGES,
 ) -> Answer | Abstention:
-    """The best-supported answer span among the top ``passages`` hits, or why there is none."""
+    """The best-supported answer span among the top ``passages`` hits, or why there is none.
+
+    ``sentence_scores`` maps a hit's row to the cosine of each of its sentences with the
+    question (from the index's sentence vectors); without it, sentences are scored lexically.
+    """
     if not hits:
         return Abstention("no passage matches the question", 0.0)
     top = hits[:passages]
-    best_support = max(h.dense_score if h.dense_score is not None else 0.0 for h in top)
-    q_terms = set(tokenize(question))
-    if best_support < threshold:
-        return Abstention(
-            f"the passages found are not close enough to the question "
-            f"(best similarity {best_support:.2f}, needed {threshold:.2f})",
-            best_support,
-        )
-    # Document frequencies over the candidate sentences: words in every sentence say little.
-    sentences: list[tuple[Hit, int, int, set[str]]] = []
+    sentences: list[_Sentence] = []
     for hit in top:
         p = hit.passage
-        for s, e in split_sentences(p.text):
-            sentences.append((hit, p.start + s, p.start + e, set(tokenize(p.text[s:e]))))
+        spans = p.sentences or tuple(split_sentences(p.text))
+        scores = (sentence_scores or {}).get(hit.row) or [hit.dense_score or 0.0] * len(spans)
+        for (s, e), sem in zip(spans, scores, strict=True):
+            text = p.text[s:e]
+            sentences.append(
+                _Sentence(hit, p.start + s, p.start + e, text, frozenset(tokenize(text)), sem)
+            )
+    if not sentences:
+        return Abstention("the passages found have no sentences", 0.0)
+    # Document frequencies over the candidate sentences: words in every sentence say little.
     df: dict[str, int] = {}
-    for *_, terms in sentences:
-        for t in terms:
+    for sent in sentences:
+        for t in sent.terms:
             df[t] = df.get(t, 0) + 1
-    weights = {t: _idf(t, df, len(sentences)) for t in q_terms}
+    weights = {t: _idf(t, df, len(sentences)) for t in set(tokenize(question))}
     total = sum(weights.values()) or 1.0
-    kind = _question_type(question)
-    candidates: list[_Candidate] = []
-    for hit, start, end, terms in sentences:
-        overlap = sum(w for t, w in weights.items() if t in terms) / total
-        text = hit.passage.text[start - hit.passage.start : end - hit.passage.start]
-        support = hit.dense_score if hit.dense_score is not None else 0.0
-        score = overlap + _type_bonus(kind, text) + 0.5 * support
-        candidates.append(_Candidate(hit, start, end, score))
-    best = max(candidates, key=lambda c: c.score)
+    kind = question_type(question)
+
+    q_terms = set(weights)
+
+    def score(sent: _Sentence) -> float:
+        lexical = sum(w for t, w in weights.items() if t in sent.terms) / total
+        typed = _has_new_entity(kind, sent.text, question)
+        # A sentence that only restates the question (a headline, say) cannot answer it.
+        novel = len(sent.terms - q_terms) / len(sent.terms) if sent.terms else 0.0
+        return (
+            W_SEMANTIC * sent.semantic
+            + W_LEXICAL * lexical
+            + W_TYPE * typed
+            + W_NOVEL * novel
+            - W_RANK * (sent.hit.rank - 1)
+        )
+
+    scored = [(score(s), s) for s in sentences]
+    best_score, best = max(scored, key=lambda x: x[0])
+    support = max(s.semantic for s in sentences)
+    if support < threshold:
+        return Abstention(
+            f"the passages found do not support an answer "
+            f"(best sentence similarity {support:.2f}, needed {threshold:.2f})",
+            support,
+        )
+    if known is not None and article_terms is not None:
+        missing = unsupported_terms(
+            question, known=known, article_terms=article_terms(best.hit.passage.source)
+        )
+        if missing:
+            names = ", ".join(f"'{m}'" for m in missing)
+            return Abstention(
+                f"the question mentions {names}, which the passages found never mention", support
+            )
     start, end = best.start, best.end
     # A sentence that starts with a pronoun leans on the one before it: include that one too.
-    text = _slice(best.hit, start, end)
-    if re.match(r"(He|She|It|They|This|These|That|Those|The two)\b", text):
-        prev = [c for c in candidates if c.hit is best.hit and c.end <= start]
-        if prev:
-            start = prev[-1].start
+    if re.match(r"(He|She|It|They|This|These|That|Those|The two|Ever since)\b", best.text):
+        before = [s for _, s in scored if s.hit is best.hit and s.end <= start]
+        if before:
+            start = before[-1].start
     text = _slice(best.hit, start, end)
     citations = [
         h.rank
@@ -154,8 +239,9 @@ def extract_answer(
         source=best.hit.passage.source,
         start=start,
         end=end,
-        score=round(best.score, 4),
+        score=round(best_score, 4),
         passage_rank=best.hit.rank,
+        support=round(support, 4),
     )
 
 

@@ -8,7 +8,7 @@ indexable, so every offset still points into the file exactly as it is on disk.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from qa.htmltext import html_segments
@@ -19,7 +19,7 @@ Span = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class Article:
-    """An article ready for chunking: its text, metadata and indexable spans (``text[start:end]``)."""
+    """An article ready for chunking: its text, metadata and indexable ``text[start:end]`` spans."""
 
     source: str
     text: str
@@ -28,6 +28,8 @@ class Article:
     date: str | None = None
     publisher: str | None = None
     segments: tuple[Span, ...] = field(default_factory=tuple)
+    #: Spans left out as site chrome: not indexed, but the article does say them.
+    chrome: tuple[Span, ...] = field(default_factory=tuple)
 
 
 # Lines that are site furniture, never content.
@@ -86,7 +88,7 @@ def _is_chrome(line: str) -> bool:
 
 
 def _is_byline(line: str) -> bool:
-    """A short closing line without sentence punctuation: a publisher's byline such as 'Global Times'."""
+    """A short closing line without sentence punctuation: a byline such as 'Global Times'."""
     words = line.split()
     return 0 < len(words) <= 4 and not re.search(r"[.!?:;,\"“”()]", line)
 
@@ -117,16 +119,18 @@ def parse_article(seed: SeedFile) -> Article:
         html_title, candidates = html_segments(seed.text)
     else:
         html_title, candidates = None, _lines(seed.text)
-    kept, first_line = _drop_chrome(seed.text, candidates)
+    kept, dropped, first_line = _drop_chrome(seed.text, candidates)
     title = html_title or first_line
     if title is not None and suffix in (".md", ".markdown"):
         title = title.lstrip("#").strip() or None
-    return _with_metadata(seed, title, kept, [seed.text[s:e] for s, e in kept])
+    article = _with_metadata(seed, title, kept, [seed.text[s:e] for s, e in kept])
+    return replace(article, chrome=tuple(dropped))
 
 
-def _drop_chrome(text: str, candidates: list[Span]) -> tuple[list[Span], str | None]:
-    """Keep the candidate spans that are content; also return the first line that can be a title."""
+def _drop_chrome(text: str, candidates: list[Span]) -> tuple[list[Span], list[Span], str | None]:
+    """Split candidate spans into content and chrome; also find the first line fit for a title."""
     kept: list[Span] = []
+    dropped: list[Span] = []
     seen: set[str] = set()
     title: str | None = None
     for raw_start, raw_end in candidates:
@@ -137,12 +141,13 @@ def _drop_chrome(text: str, candidates: list[Span]) -> tuple[list[Span], str | N
         key = " ".join(line.split()).lower()
         if _is_chrome(line) or key in seen:
             # Repeated lines are duplicated photo captions and the like: index them once.
+            dropped.append((start, end))
             continue
         seen.add(key)
         if title is None and not _DATE_LINE.search(line) and not _SOURCE_LINE.search(line):
             title = line
         kept.append((start, end))
-    return kept, title
+    return kept, dropped, title
 
 
 def _with_metadata(

@@ -17,7 +17,7 @@ import numpy as np
 
 from qa.embedder import Embedder, Vectors
 
-_STOP = object()
+_Item = tuple[str, "Future[Vectors]"]
 
 
 class QuestionEncoder:
@@ -29,7 +29,8 @@ class QuestionEncoder:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # None tells the worker to stop.
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0
@@ -63,7 +64,7 @@ class QuestionEncoder:
     def _run(self) -> None:
         while True:
             first = self._queue.get()
-            if first is _STOP:
+            if first is None:
                 return
             batch = [first]
             while len(batch) < self.max_batch:
@@ -71,12 +72,12 @@ class QuestionEncoder:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    self._queue.put(_STOP)
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            questions = [q for q, _ in batch]  # type: ignore[misc]
-            futures: list[Future[Vectors]] = [f for _, f in batch]  # type: ignore[misc]
+            questions = [q for q, _ in batch]
+            futures = [f for _, f in batch]
             try:
                 vectors = self.embedder.encode_batch(questions)
             except BaseException as exc:  # the caller gets the error, the worker lives on
@@ -90,5 +91,5 @@ class QuestionEncoder:
     def close(self) -> None:
         """Stop the worker thread (pending questions are still answered first)."""
         if self._worker is not None and self._worker.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._worker.join(timeout=10)

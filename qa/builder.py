@@ -27,8 +27,14 @@ from qa.articles import parse_article
 from qa.config import Settings
 from qa.embedder import Embedder, Vectors, load_embedder
 from qa.errors import IndexBusyError, IndexCorruptError, QAError
-from qa.index import SCHEMA_VERSION, check_compatible, chunking_settings, read_passages
-from qa.lexical import LexicalIndex
+from qa.index import (
+    SCHEMA_VERSION,
+    check_compatible,
+    chunking_settings,
+    read_passages,
+    sentence_starts,
+)
+from qa.lexical import LexicalIndex, tokenize
 from qa.passages import Passage, make_passages
 from qa.seeds import SkippedFile, scan
 from qa.vectors import build_faiss, choose_index_type
@@ -65,6 +71,7 @@ class _Previous:
     documents: dict[str, dict[str, Any]]
     passages: list[Passage]
     vectors: Vectors
+    sentences: Vectors
     model: dict[str, Any]
 
 
@@ -88,6 +95,7 @@ def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
     passages = read_passages(folder)
     try:
         vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        sentences = np.load(folder / "sentences.npy", allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(
             f"vectors '{folder / 'vectors.npy'}' are unreadable ({exc}); "
@@ -95,7 +103,7 @@ def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
         ) from None
     if len(vectors) != len(passages):
         raise IndexCorruptError(f"index '{folder}' has a vector count that does not match")
-    return _Previous(manifest.get("documents", {}), passages, vectors, manifest["model"])
+    return _Previous(manifest.get("documents", {}), passages, vectors, sentences, manifest["model"])
 
 
 def build_index(
@@ -142,9 +150,7 @@ def _build_locked(
 
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     current = {f.source: f for f in files}
-    removed_hashes = {
-        d["hash"]: src for src, d in prev_docs.items() if src not in current
-    }
+    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
     embedder_ = embedder
     passages: list[Passage] = []
     documents: dict[str, dict[str, Any]] = {}
@@ -180,6 +186,11 @@ def _build_locked(
             "publisher": article.publisher,
             "bytes": len(seed.text.encode("utf-8")),
             "passages": [p.chunk_id for p in new],
+            # Words of the site chrome left out of the index: small, and lets a question that
+            # names the site ("the CNUS article") be recognised as about this article.
+            "chrome_terms": sorted(
+                {t for s, e in article.chrome for t in tokenize(article.text[s:e])}
+            ),
         }
     summary.removed = len(removed_hashes)
     summary.passages = len(passages)
@@ -191,7 +202,7 @@ def _build_locked(
         summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
         return summary
 
-    vectors, summary.embedded = _vectors_for(
+    vectors, sentence_vectors, summary.embedded = _vectors_for(
         passages, previous, embedder_, settings, progress=progress
     )
     if embedder_ is None and previous is None:
@@ -206,7 +217,9 @@ def _build_locked(
         assert previous is not None  # narrowed above; kept for mypy
         model_info = previous.model
     with store.staging(settings.index_dir) as (generation, folder):
-        _write_generation(folder, settings, passages, vectors, documents, model_info)
+        _write_generation(
+            folder, settings, passages, vectors, sentence_vectors, documents, model_info
+        )
         store.set_current(settings.index_dir, generation)
     store.prune(settings.index_dir, keep=settings.keep_generations)
     summary.generation = generation
@@ -222,27 +235,38 @@ def _vectors_for(
     settings: Settings,
     *,
     progress: bool,
-) -> tuple[Vectors, int]:
-    """Vectors for ``passages``, reusing every vector whose embedded text was embedded before."""
-    known: dict[str, Vectors] = {}
+) -> tuple[Vectors, Vectors, int]:
+    """Passage and sentence vectors for ``passages``, reusing every vector whose embedded text
+    was embedded before. Returns (passage vectors, sentence vectors in passage order, embedded)."""
+    known: dict[str, tuple[Vectors, Vectors]] = {}
     if previous is not None:
+        starts = sentence_starts(previous.passages)
         for row, p in enumerate(previous.passages):
-            known[p.embed_hash] = previous.vectors[row]
-    todo: dict[str, str] = {}
+            sents = previous.sentences[starts[row] : starts[row + 1]]
+            known[p.embed_hash] = (previous.vectors[row], sents)
+    todo: dict[str, Passage] = {}
     for p in passages:
         if p.embed_hash not in known and p.embed_hash not in todo:
-            todo[p.embed_hash] = p.embed_text()
+            todo[p.embed_hash] = p
     if todo:
         if embedder is None:
             embedder = load_embedder(settings)
-        fresh = embedder.embed(
-            list(todo.values()), batch_size=settings.batch_size, progress=progress
+        items = list(todo.values())
+        fresh, fresh_sents = embedder.embed_passages(
+            [p.embed_text() for p in items],
+            [p.sentence_spans_in_embed_text() for p in items],
+            batch_size=settings.batch_size,
+            progress=progress,
         )
-        known.update(zip(todo.keys(), fresh, strict=True))
+        for p, v, sv in zip(items, fresh, fresh_sents, strict=True):
+            known[p.embed_hash] = (v, sv)
+    dim = embedder.dimension if embedder else (previous.vectors.shape[1] if previous else 1)
     if not passages:
-        dim = embedder.dimension if embedder else (previous.vectors.shape[1] if previous else 1)
-        return np.zeros((0, dim), dtype=np.float32), 0
-    return np.stack([known[p.embed_hash] for p in passages]).astype(np.float32), len(todo)
+        empty = np.zeros((0, dim), dtype=np.float32)
+        return empty, empty, 0
+    vectors = np.stack([known[p.embed_hash][0] for p in passages]).astype(np.float32)
+    sentences = np.concatenate([known[p.embed_hash][1] for p in passages]).astype(np.float32)
+    return vectors, sentences.reshape(-1, dim), len(todo)
 
 
 def _write_generation(
@@ -250,6 +274,7 @@ def _write_generation(
     settings: Settings,
     passages: list[Passage],
     vectors: Vectors,
+    sentence_vectors: Vectors,
     documents: dict[str, dict[str, Any]],
     model_info: dict[str, Any],
 ) -> None:
@@ -259,6 +284,8 @@ def _write_generation(
         for p in passages:
             fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
     np.save(folder / "vectors.npy", vectors, allow_pickle=False)
+    # Half precision is plenty for ranking a handful of sentences, at half the disk and memory.
+    np.save(folder / "sentences.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
     index_type = choose_index_type(
         len(passages),
         exact_threshold=settings.exact_threshold,

@@ -1,4 +1,4 @@
-"""Settings: one frozen dataclass, filled from defaults, a TOML file and ``QA_*`` environment variables.
+"""Settings: one frozen dataclass, from defaults, a TOML file and ``QA_*`` environment variables.
 
 Precedence (lowest first): defaults, the TOML file (``--config`` or ``QA_CONFIG``), environment
 variables, explicit keyword overrides (command-line flags).
@@ -57,8 +57,9 @@ class Settings:
     # Asking.
     retrieval_mode: RetrievalMode = "hybrid"
     rrf_k: int = 60
+    dense_weight: float = 0.5  # weight of the dense ranking in the fusion (BM25 has 1.0)
     candidates: int = 50
-    answer_threshold: float = 0.40
+    answer_threshold: float = 0.53
     answer_template: Path = DEFAULT_TEMPLATE
     max_question_chars: int = 2000
     max_k: int = 50
@@ -130,7 +131,9 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
         default = by_name[name].default
         try:
             if isinstance(default, bool):
-                out[name] = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                out[name] = (
+                    raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                )
             elif isinstance(default, Path):
                 out[name] = Path(raw)
             elif isinstance(default, int):

@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +63,51 @@ class Embedder(ABC):
     ) -> Vectors:
         """Unit vectors for any number of texts, in the order given."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return out
-        # Longest first, so each batch pads to similar lengths.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        bar = _progress_bar(len(texts), enabled=progress)
-        try:
-            for lo in range(0, len(order), batch_size):
-                idx = order[lo : lo + batch_size]
-                out[idx] = self.encode_batch([texts[i] for i in idx])
-                if bar is not None:
-                    bar.update(len(idx))
-        finally:
-            if bar is not None:
-                bar.close()
+        for idx in _batches(texts, batch_size, progress=progress):
+            out[idx] = self.encode_batch([texts[i] for i in idx])
         return out
+
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        sentence_spans: Sequence[Sequence[tuple[int, int]]],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> tuple[Vectors, list[Vectors]]:
+        """Passage vectors, and for each passage one unit vector per sentence span of its text.
+
+        This generic version embeds each sentence on its own; models that expose token
+        embeddings override it to pool them from the passage's single forward pass.
+        """
+        vectors = self.embed(texts, batch_size=batch_size, progress=progress)
+        flat = [texts[i][s:e] for i, spans in enumerate(sentence_spans) for s, e in spans]
+        pooled = self.embed(flat, batch_size=batch_size)
+        out, pos = [], 0
+        for spans in sentence_spans:
+            out.append(pooled[pos : pos + len(spans)])
+            pos += len(spans)
+        return vectors, out
+
+
+def _batches(texts: Sequence[str], batch_size: int, *, progress: bool) -> Iterator[list[int]]:
+    """Index batches, longest texts first so each batch pads to similar lengths."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    bar = _progress_bar(len(texts), enabled=progress)
+    try:
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            yield idx
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _unit(v: Vectors) -> Vectors:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
 
 
 def _progress_bar(total: int, *, enabled: bool) -> Any:
@@ -101,12 +131,23 @@ class FakeEmbedder(Embedder):
         self.model_id = f"{FAKE_MODEL}-hash-{dimension}"
         self.dimension = dimension
         self.max_seq_length = max_seq_length
-        self.calls = 0
+        #: Passages embedded through :meth:`embed_passages` (tests check incremental builds).
         self.embedded = 0
 
-    def encode_batch(self, texts: Sequence[str]) -> Vectors:
-        self.calls += 1
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        sentence_spans: Sequence[Sequence[tuple[int, int]]],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> tuple[Vectors, list[Vectors]]:
         self.embedded += len(texts)
+        return super().embed_passages(
+            texts, sentence_spans, batch_size=batch_size, progress=progress
+        )
+
+    def encode_batch(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for tok in _WORD.findall(text.lower()):
@@ -137,7 +178,7 @@ class SentenceTransformerEmbedder(Embedder):
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # "Loading weights" bars on every start are noise
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bars on every start are noise
 
             kwargs: dict[str, Any] = {"device": device or _default_device()}
             if backend == "onnx":
@@ -148,8 +189,11 @@ class SentenceTransformerEmbedder(Embedder):
                 f"cannot load embedding model {model!r} from {path!r}: {exc}. Give a model "
                 "folder or a model name that is already in the local cache (no downloads)."
             ) from exc
-        self.dimension = int(self.model.get_embedding_dimension())
-        self.max_seq_length = int(self.model.max_seq_length)
+        dimension, max_len = self.model.get_embedding_dimension(), self.model.max_seq_length
+        if dimension is None or max_len is None:
+            raise ModelLoadError(f"model {model!r} does not declare its dimension and length")
+        self.dimension = int(dimension)
+        self.max_seq_length = int(max_len)
         self.tokenizer = self.model.tokenizer
         # The fast tokenizer is not safe to call from several threads at once.
         self._tok_lock = threading.Lock()
@@ -163,6 +207,44 @@ class SentenceTransformerEmbedder(Embedder):
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_passages(
+        self,
+        texts: Sequence[str],
+        sentence_spans: Sequence[Sequence[tuple[int, int]]],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> tuple[Vectors, list[Vectors]]:
+        """One forward pass per passage: the passage vector is the usual mean-pooled embedding,
+        and each sentence vector mean-pools the same contextual token embeddings over the
+        sentence's tokens, so sentence scores for answers cost no extra inference."""
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        sentences: list[Vectors] = [np.empty((0, self.dimension), dtype=np.float32)] * len(texts)
+        for idx in _batches(texts, batch_size, progress=progress):
+            batch = [texts[i] for i in idx]
+            outputs: Any = self.model.encode(
+                batch,
+                output_value=None,
+                batch_size=len(batch),
+                convert_to_numpy=False,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            with self._tok_lock:
+                enc = self.tokenizer(batch, return_offsets_mapping=True, truncation=False)
+            for j, i in enumerate(idx):
+                out = outputs[j]
+                vectors[i] = out["sentence_embedding"].float().cpu().numpy()
+                n = int(out["attention_mask"].sum())
+                tokens = out["token_embeddings"][:n].float().cpu().numpy()
+                offsets = enc["offset_mapping"][j][:n]
+                rows = []
+                for s, e in sentence_spans[i]:
+                    take = [t for t, (a, b) in enumerate(offsets) if b > a and a >= s and b <= e]
+                    rows.append(_unit(tokens[take].mean(axis=0)) if take else vectors[i])
+                sentences[i] = np.asarray(rows, dtype=np.float32).reshape(-1, self.dimension)
+        return vectors, sentences
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:

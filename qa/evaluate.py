@@ -68,6 +68,8 @@ class QuestionOutcome:
     support: float
     top_source: str | None
     kind: str | None = None
+    #: Abstained although the support passed the threshold (the question names unknown things).
+    abstained_by_rule: bool = False
 
 
 @dataclass
@@ -93,9 +95,7 @@ class EvalReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _evidence_span(
-    seeds: Path, q: EvalQuestion, cache: dict[str, str]
-) -> tuple[int, int] | None:
+def _evidence_span(seeds: Path, q: EvalQuestion, cache: dict[str, str]) -> tuple[int, int] | None:
     if not q.source or not q.evidence:
         return None
     if q.source not in cache:
@@ -122,11 +122,15 @@ def _relevant_rank(q: EvalQuestion, result: AskResult, span: tuple[int, int] | N
 def suggest_threshold(outcomes: list[QuestionOutcome], *, max_wrong: float = 0.05) -> float | None:
     """The support threshold abstaining on most unanswerable questions while wrongly abstaining
     on at most ``max_wrong`` of the answerable ones (the midpoint between neighbouring scores)."""
-    answerable = sorted(o.support for o in outcomes if o.answerable)
-    unanswerable = [o.support for o in outcomes if not o.answerable]
+    # Questions refused for another reason (unknown names) are not the threshold's business,
+    # but answerable ones among them use up part of the budget of wrong abstentions.
+    by_rule = [o for o in outcomes if o.abstained_by_rule]
+    answerable = sorted(o.support for o in outcomes if o.answerable and o not in by_rule)
+    unanswerable = [o.support for o in outcomes if not o.answerable and o not in by_rule]
     if not answerable or not unanswerable:
         return None
-    allowed = int(max_wrong * len(answerable))
+    total = len(answerable) + sum(1 for o in by_rule if o.answerable)
+    allowed = max(0, int(max_wrong * total) - sum(1 for o in by_rule if o.answerable))
     # Abstaining below `answerable[allowed]` wrongly abstains on at most `allowed` questions.
     ceiling = answerable[allowed]
     below = [s for s in unanswerable + answerable[:allowed] if s < ceiling]
@@ -149,7 +153,7 @@ def evaluate_questions(
         rank = _relevant_rank(q, result, span) if answerable else None
         text = result.answer.text if result.answer else None
         correct = bool(text) and any(a.lower() in (text or "").lower() for a in q.answers)
-        support = max((h.dense_score or 0.0) for h in result.passages[:3]) if result.passages else 0.0
+        support = result.support or 0.0
         o = QuestionOutcome(
             question=q.question,
             answerable=answerable,
@@ -160,6 +164,9 @@ def evaluate_questions(
             support=round(support, 4),
             top_source=result.passages[0].passage.source if result.passages else None,
             kind=q.kind,
+            abstained_by_rule=result.answer is None
+            and support >= service.settings.answer_threshold
+            and bool(result.passages),
         )
         outcomes.append(o)
         failed = (answerable and (rank != 1 or not correct)) or (not answerable and not o.abstained)
@@ -170,7 +177,9 @@ def evaluate_questions(
                     "gold": q.answers,
                     "expected_source": q.source,
                     "abstain_reason": result.abstain_reason,
-                    "top_passage": result.passages[0].passage.text[:200] if result.passages else None,
+                    "top_passage": result.passages[0].passage.text[:200]
+                    if result.passages
+                    else None,
                 }
             )
     ans = [o for o in outcomes if o.answerable]
@@ -254,7 +263,8 @@ def _print_report(data: dict[str, Any], *, as_json: bool) -> None:
         print(f"\n{len(failures)} questions failed:")
         for f in failures:
             print(
-                f"- {f['question']!r}: gold {f.get('gold')}, relevant rank {f.get('relevant_rank')}, "
+                f"- {f['question']!r}: gold {f.get('gold')}, "
+                f"relevant rank {f.get('relevant_rank')}, "
                 f"answer {f.get('answer')!r}, abstained {f.get('abstained')}, "
                 f"support {f.get('support')}",
                 file=sys.stdout,

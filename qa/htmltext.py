@@ -12,8 +12,6 @@ from html.parser import HTMLParser
 _SKIP = frozenset({"script", "style", "noscript", "nav", "header", "footer", "head", "template"})
 
 
-
-
 class _Runs(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=False)

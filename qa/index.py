@@ -10,12 +10,13 @@ from typing import Any
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 
 from qa import store
 from qa.config import Settings
 from qa.embedder import model_id_for
 from qa.errors import IndexCorruptError, IndexMismatchError
-from qa.lexical import LexicalIndex
+from qa.lexical import LexicalIndex, tokenize
 from qa.passages import Passage
 from qa.vectors import tune_for_search
 
@@ -74,8 +75,14 @@ class IndexGeneration:
     lexical: LexicalIndex
     #: Unit vectors, row i for passage i (memory-mapped): cosine for any passage, not just hits.
     vectors: Any
+    #: Sentence vectors of all passages, in passage order; passage i owns rows
+    #: ``sentence_start[i]:sentence_start[i + 1]``.
+    sentence_vectors: Any
+    sentence_start: Any
     #: source -> row numbers of its passages, in order.
     by_source: dict[str, list[int]] = field(default_factory=dict)
+    _article_terms: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _chrome_vocabulary: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
@@ -83,11 +90,43 @@ class IndexGeneration:
         docs: dict[str, dict[str, Any]] = self.manifest.get("documents", {})
         return docs
 
+    def article_terms(self, source: str) -> frozenset[str]:
+        """Every (stemmed) term of one article's passages and title, cached per generation."""
+        cached = self._article_terms.get(source)
+        if cached is None:
+            terms: set[str] = set()
+            for row in self.by_source.get(source, []):
+                p = self.passages[row]
+                terms.update(tokenize(f"{p.title or ''} {p.text}"))
+            terms.update(self.documents.get(source, {}).get("chrome_terms", []))
+            cached = self._article_terms[source] = frozenset(terms)
+        return cached
+
+    def knows(self, word: str) -> bool:
+        """Whether any article mentions ``word`` (in indexed text or in its site chrome)."""
+        if self._chrome_vocabulary is None:
+            self._chrome_vocabulary = frozenset(
+                t for d in self.documents.values() for t in d.get("chrome_terms", [])
+            )
+        return self.lexical.knows(word) or set(tokenize(word)) <= self._chrome_vocabulary
+
+    def sentence_scores(self, row: int, vector: npt.NDArray[np.float32]) -> list[float]:
+        """Cosine of each sentence of passage ``row`` with the question ``vector``."""
+        lo, hi = int(self.sentence_start[row]), int(self.sentence_start[row + 1])
+        block = np.asarray(self.sentence_vectors[lo:hi], dtype=np.float32)
+        return [float(x) for x in block @ vector.reshape(-1)]
+
     @property
     def built_at(self) -> str | None:
         """When this generation was built (ISO 8601, UTC)."""
         value = self.manifest.get("built_at")
         return str(value) if value is not None else None
+
+
+def sentence_starts(passages: list[Passage]) -> npt.NDArray[np.int64]:
+    """Prefix sums of sentence counts: passage i owns sentence rows ``[s[i], s[i + 1])``."""
+    counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def read_passages(folder: Path) -> list[Passage]:
@@ -111,7 +150,9 @@ def load_index(settings: Settings, *, verify: bool = True) -> IndexGeneration:
     try:
         index = faiss.read_index(str(folder / "index.faiss"))
     except RuntimeError as exc:
-        raise IndexCorruptError(f"FAISS index '{folder / 'index.faiss'}' is unreadable: {exc}")
+        raise IndexCorruptError(
+            f"FAISS index '{folder / 'index.faiss'}' is unreadable: {exc}"
+        ) from None
     if index.ntotal != len(passages) or manifest.get("passages") != len(passages):
         raise IndexCorruptError(
             f"index '{folder}' holds {index.ntotal} vectors for {len(passages)} passages; "
@@ -120,6 +161,10 @@ def load_index(settings: Settings, *, verify: bool = True) -> IndexGeneration:
     tune_for_search(index, ef_search=settings.hnsw_ef_search)
     lexical = LexicalIndex.load(folder / "bm25", len(passages))
     vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    sentence_vectors = np.load(folder / "sentences.npy", mmap_mode="r", allow_pickle=False)
+    starts = sentence_starts(passages)
+    if starts[-1] != len(sentence_vectors):
+        raise IndexCorruptError(f"index '{folder}' has a sentence vector count that does not match")
     by_source: dict[str, list[int]] = {}
     for row, p in enumerate(passages):
         by_source.setdefault(p.source, []).append(row)
@@ -132,5 +177,7 @@ def load_index(settings: Settings, *, verify: bool = True) -> IndexGeneration:
         faiss_index=index,
         lexical=lexical,
         vectors=vectors,
+        sentence_vectors=sentence_vectors,
+        sentence_start=starts,
         by_source=by_source,
     )

@@ -55,12 +55,13 @@ class LexicalIndex:
     def __init__(self, model: Any, size: int) -> None:
         self._model = model
         self.size = size
+        self._vocabulary: frozenset[str] | None = None
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         """Index ``texts`` (title + passage, as embedded)."""
         model = _bm25s().BM25()
-        # bm25s cannot index an empty corpus or an all-empty one; a placeholder token keeps it valid.
+        # bm25s cannot index an empty corpus or empty documents; a placeholder token keeps it valid.
         model.index([tokenize(t) or ["\x00"] for t in texts] or [["\x00"]], show_progress=False)
         return cls(model, len(texts))
 
@@ -72,6 +73,23 @@ class LexicalIndex:
     def load(cls, folder: Path, size: int) -> LexicalIndex:
         """Read an index written by :meth:`save`."""
         return cls(_bm25s().BM25.load(str(folder), show_progress=False), size)
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """Every (stemmed) term in the indexed passages."""
+        if self._vocabulary is None:
+            self._vocabulary = frozenset(self._model.vocab_dict)
+        return self._vocabulary
+
+    def knows(self, term: str) -> bool:
+        """Whether a word of a question occurs in the index, allowing for derived forms
+        ('Chilean' is known when 'Chile' is)."""
+        vocab = self.vocabulary
+        stems = tokenize(term)
+        return all(
+            any(stem[:n] in vocab for n in range(len(stem), min(3, len(stem)) - 1, -1))
+            for stem in stems
+        )
 
     def scores(self, question: str) -> npt.NDArray[np.float32]:
         """BM25 score of every passage for ``question`` (zeros when no word matches)."""

@@ -9,6 +9,7 @@ from typing import Any
 from qa.articles import Article
 from qa.chunking import chunk_segments
 from qa.embedder import Embedder
+from qa.sentences import split_sentences
 
 #: A title longer than this many tokens is not prefixed to the embedded text of each passage.
 MAX_TITLE_PREFIX_TOKENS = 48
@@ -28,6 +29,8 @@ class Passage:
     #: Hash of exactly what was embedded (title prefix + text): equal hashes share a vector.
     embed_hash: str
     tokens: int
+    #: Sentence spans relative to ``text``; each has a vector for answer extraction.
+    sentences: tuple[tuple[int, int], ...] = ()
 
     def embed_text(self) -> str:
         """What the model embeds: the title gives every passage the article's context."""
@@ -40,12 +43,22 @@ class Passage:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Passage:
         """The inverse of :meth:`to_json`."""
+        data["sentences"] = tuple((int(s), int(e)) for s, e in data.get("sentences", ()))
         return cls(**data)
+
+    def sentence_spans_in_embed_text(self) -> list[tuple[int, int]]:
+        """The sentence spans shifted to index into :meth:`embed_text`."""
+        shift = len(self.embed_text()) - len(self.text)
+        return [(s + shift, e + shift) for s, e in self.sentences]
 
 
 def embed_input(title: str | None, text: str) -> str:
-    """Title and text joined as the model sees them."""
-    return f"{title}\n{text}" if title else text
+    """Title and text joined as the model sees them.
+
+    The passage that already opens with the title is not prefixed again: a doubled title made
+    the first passage of every article match any question about that article.
+    """
+    return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
 def _digest(*parts: str, size: int = 16) -> str:
@@ -78,9 +91,12 @@ def make_passages(
     passages = []
     for chunk in chunks:
         text = article.text[chunk.start : chunk.end]
+        prefixed = embed_input(title, text) != text
         passages.append(
             Passage(
-                chunk_id=_digest(article.source, article.content_hash, f"{chunk.start}:{chunk.end}"),
+                chunk_id=_digest(
+                    article.source, article.content_hash, f"{chunk.start}:{chunk.end}"
+                ),
                 source=article.source,
                 title=article.title,
                 date=article.date,
@@ -88,7 +104,11 @@ def make_passages(
                 end=chunk.end,
                 text=text,
                 embed_hash=_digest(embed_input(title, text), size=20),
-                tokens=chunk.tokens + title_tokens,
+                tokens=chunk.tokens + (title_tokens if prefixed else 0),
+                sentences=tuple(
+                    (s - chunk.start, e - chunk.start)
+                    for s, e in split_sentences(article.text, chunk.start, chunk.end)
+                ),
             )
         )
     return passages

@@ -70,6 +70,7 @@ def retrieve(
     mode: RetrievalMode,
     candidates: int = 50,
     rrf_k: int = 60,
+    dense_weight: float = 1.0,
     filters: Filters | None = None,
 ) -> list[Hit]:
     """The best ``k`` passages of ``gen`` for ``question``, diversified, best first."""
@@ -104,9 +105,9 @@ def retrieve(
         fused = lexical
     else:
         fused = {}
-        for ranking in (dense, lexical):
+        for ranking, weight in ((dense, dense_weight), (lexical, 1.0)):
             for rank, row in enumerate(sorted(ranking, key=lambda r: -ranking[r]), start=1):
-                fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
+                fused[row] = fused.get(row, 0.0) + weight / (rrf_k + rank)
 
     hits: list[Hit] = []
     chosen: dict[str, list[tuple[int, int]]] = {}

@@ -76,7 +76,7 @@ def iter_candidates(seeds_dir: Path) -> Iterator[tuple[Path, str | None]]:
 
 
 def read_seed(seeds_dir: Path, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> SeedFile:
-    """Read one seed file, raising :class:`SeedFileError` that names it when it is not an article."""
+    """Read one seed file; :class:`SeedFileError` names it when it is not an article."""
     source = relative_source(seeds_dir, path)
     size = path.stat().st_size
     if size > max_bytes:

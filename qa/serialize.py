@@ -39,11 +39,13 @@ def ask_result_json(result: AskResult) -> dict[str, Any]:
             "start": a.start,
             "end": a.end,
             "score": a.score,
+            "support": a.support,
         }
     return {
         "question": result.question,
         "answer": answer,
         "abstain_reason": result.abstain_reason,
+        "support": result.support,
         "passages": [hit_json(h) for h in result.passages],
         "took_ms": result.took_ms,
         "mode": result.mode,

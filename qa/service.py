@@ -15,12 +15,12 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from qa import store
-from qa.answer import Abstention, Answer, extract_answer
+from qa.answer import ANSWER_PASSAGES, Abstention, Answer, extract_answer
 from qa.batching import QuestionEncoder
 from qa.builder import BuildSummary, build_index
 from qa.config import RetrievalMode, Settings
 from qa.embedder import Embedder, load_embedder
-from qa.errors import InvalidQueryError
+from qa.errors import IndexBusyError, InvalidQueryError
 from qa.index import IndexGeneration, load_index
 from qa.retrieval import Filters, Hit, retrieve
 
@@ -39,6 +39,8 @@ class AskResult:
     generation: str
     mode: RetrievalMode
     timings: dict[str, float] = field(default_factory=dict)
+    #: Best sentence similarity to the question (``None`` when no answer was asked for).
+    support: float | None = None
 
 
 def validate_question(question: object, *, max_chars: int) -> str:
@@ -53,9 +55,14 @@ def validate_question(question: object, *, max_chars: int) -> str:
             f"question is {len(text)} characters long; the limit is {max_chars}"
         )
     for i, ch in enumerate(text):
-        if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
+        category = unicodedata.category(ch)
+        if category == "Cc" and ch not in "\t\n\r":
             raise InvalidQueryError(
                 f"question contains a control character (U+{ord(ch):04X}) at position {i}"
+            )
+        if category == "Cs":  # a lone surrogate: not text, and not encodable as UTF-8
+            raise InvalidQueryError(
+                f"question contains an unpaired surrogate (U+{ord(ch):04X}) at position {i}"
             )
     return text
 
@@ -145,10 +152,18 @@ class QAService:
 
     def reindex(self, *, wait: float = 0.0, rebuild: bool = False) -> BuildSummary:
         """Update the index from the seeds and switch to it; :class:`IndexBusyError` if busy."""
-        with self._build_lock:
+        # The file lock stops other processes; this lock stops other threads of this one (the
+        # endpoint and the watcher) with the same wait-or-refuse behaviour.
+        if not self._build_lock.acquire(timeout=wait if wait > 0 else 0):
+            raise IndexBusyError(
+                f"a build of '{self.settings.index_dir}' is already running in this service"
+            )
+        try:
             summary = build_index(
                 self.settings, embedder=self._embedder, rebuild=rebuild, wait=wait
             )
+        finally:
+            self._build_lock.release()
         self.last_build = summary
         self.last_build_at = time.time()
         self.reload()
@@ -186,20 +201,29 @@ class QAService:
             mode=mode,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
+            dense_weight=self.settings.dense_weight,
             filters=filters,
         )
         timings["search_ms"] = (time.perf_counter() - t) * 1000
         result_answer: Answer | None = None
         reason: str | None = None
+        support: float | None = None
         if answer:
             t = time.perf_counter()
+            assert vector is not None  # answers always embed the question (see above)
             outcome = extract_answer(
                 text,
                 hits,
                 threshold=self.settings.answer_threshold,
                 template=self.settings.answer_template,
+                sentence_scores={
+                    h.row: gen.sentence_scores(h.row, vector) for h in hits[:ANSWER_PASSAGES]
+                },
+                known=gen.knows,
+                article_terms=gen.article_terms,
             )
             timings["answer_ms"] = (time.perf_counter() - t) * 1000
+            support = outcome.support
             if isinstance(outcome, Abstention):
                 reason = outcome.reason
             else:
@@ -213,4 +237,5 @@ class QAService:
             generation=gen.generation,
             mode=mode,
             timings={k_: round(v, 2) for k_, v in timings.items()},
+            support=support,
         )

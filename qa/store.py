@@ -91,7 +91,8 @@ def current_path(index_dir: Path) -> Path:
     gen = current_generation(index_dir)
     if gen is None:
         raise IndexNotFoundError(
-            f"no index in '{index_dir}' yet; build one with `python -m qa index --index {index_dir}`"
+            f"no index in '{index_dir}' yet; "
+            f"build one with `python -m qa index --index {index_dir}`"
         )
     path = generations_dir(index_dir) / gen
     if not path.is_dir():

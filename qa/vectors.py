@@ -31,6 +31,7 @@ def build_faiss(
 ) -> tuple[Any, dict[str, Any]]:
     """A FAISS index over ``vectors`` (row i gets id i) and the parameters it was built with."""
     n, dim = vectors.shape
+    index: Any
     if index_type == "flat":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
@@ -71,12 +72,13 @@ def search(
     if allowed is None:
         scores, ids = index.search(queries, k)
     else:
-        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        lib: Any = faiss  # the type stubs lack the search-parameter classes
+        selector = lib.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
         if isinstance(index, faiss.IndexHNSW):
-            params: Any = faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+            params = lib.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
         elif isinstance(index, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+            params = lib.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
         else:
-            params = faiss.SearchParameters(sel=selector)
+            params = lib.SearchParameters(sel=selector)
         scores, ids = index.search(queries, k, params=params)
     return scores, ids

@@ -19,7 +19,7 @@ def lexical(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def service(lexical: Settings):  # noqa: ANN201
+def service(lexical: Settings):
     build_index(lexical)
     svc = QAService(lexical)
     yield svc
@@ -36,7 +36,9 @@ def test_answer_is_a_verbatim_cited_span(service: QAService, settings: Settings)
     assert a.citations
     for n in a.citations:
         p = result.passages[n - 1].passage
-        assert p.source == a.source and p.start <= a.start and a.end <= p.end
+        assert p.source == a.source
+        assert p.start <= a.start
+        assert a.end <= p.end
     assert a.rendered == a.text + "".join(f" [{n}]" for n in a.citations)
 
 
@@ -51,7 +53,8 @@ def test_abstains_below_the_threshold(settings: Settings) -> None:
     svc = QAService(settings.replace(answer_threshold=0.99))
     result = svc.ask("Who won the 2022 World Cup?")
     assert result.answer is None
-    assert result.abstain_reason is not None and "0.99" in result.abstain_reason
+    assert result.abstain_reason is not None
+    assert "0.99" in result.abstain_reason
     assert result.passages  # passages are still shown
     svc.close()
 
@@ -59,7 +62,9 @@ def test_abstains_below_the_threshold(settings: Settings) -> None:
 def test_custom_template(lexical: Settings, tmp_path: Path) -> None:
     settings = lexical
     template = tmp_path / "mine.txt.j2"
-    template.write_text("{{ answer|upper }} (sources: {{ citations|map(attribute='source')|join(', ') }})")
+    template.write_text(
+        "{{ answer|upper }} (sources: {{ citations|map(attribute='source')|join(', ') }})"
+    )
     build_index(settings)
     svc = QAService(settings.replace(answer_template=template))
     a = svc.ask("How many US-funded enterprises had Chongqing approved?").answer
@@ -82,6 +87,6 @@ def test_template_cannot_reach_python_internals(settings: Settings, tmp_path: Pa
 def test_missing_template_is_named(settings: Settings, tmp_path: Path) -> None:
     build_index(settings)
     svc = QAService(settings.replace(answer_template=tmp_path / "nope.j2"))
-    with pytest.raises(ConfigError, match="nope.j2' does not exist"):
+    with pytest.raises(ConfigError, match=r"nope\.j2' does not exist"):
         svc.ask("Chongqing?")
     svc.close()

@@ -12,7 +12,7 @@ from qa.seeds import read_seed
 from .conftest import SEEDS
 
 
-def article(name: str):  # noqa: ANN201 - test helper
+def article(name: str):
     return parse_article(read_seed(SEEDS, SEEDS / name))
 
 

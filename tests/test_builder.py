@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +55,8 @@ def test_first_build_writes_a_complete_generation(settings: Settings) -> None:
     assert m["index"]["type"] == "flat"
     assert set(m["documents"]) == set(SEED_NAMES)
     for doc in m["documents"].values():
-        assert len(doc["hash"]) == 64 and doc["passages"]
+        assert len(doc["hash"]) == 64
+        assert doc["passages"]
     assert {"faiss-cpu", "numpy", "python"} <= set(m["versions"])
     assert set(m["files"]) >= {"index.faiss", "vectors.npy", "passages.jsonl"}
     vectors = np.load(gen.path / "vectors.npy")
@@ -68,7 +68,8 @@ def test_no_change_embeds_nothing_and_keeps_the_generation(settings: Settings) -
     embedder = FakeEmbedder()
     again = build_index(settings, embedder=embedder)
     assert (again.unchanged, again.added, again.updated, again.removed) == (5, 0, 0, 0)
-    assert again.embedded == 0 and embedder.embedded == 0
+    assert again.embedded == 0
+    assert embedder.embedded == 0
     assert again.generation == first.generation
     assert not again.changed
 
@@ -101,7 +102,8 @@ def test_add_and_delete(settings: Settings) -> None:
     assert (summary.added, summary.removed, summary.unchanged) == (1, 1, 4)
     gen = load_index(settings)
     sources = {p.source for p in gen.passages}
-    assert "sub/new.txt" in sources and SEED_NAMES[0] not in sources
+    assert "sub/new.txt" in sources
+    assert SEED_NAMES[0] not in sources
     assert SEED_NAMES[0] not in gen.manifest["documents"]
     # Gone from the lexical index too: its distinctive words match nothing any more.
     assert float(gen.lexical.scores("Cincinnati Fuyao").max()) == 0.0
@@ -124,7 +126,8 @@ def test_rename_reuses_embeddings(settings: Settings) -> None:
 def test_rebuild_ignores_the_old_index(settings: Settings) -> None:
     first = build_index(settings)
     again = build_index(settings, rebuild=True)
-    assert again.added == 5 and again.embedded == first.embedded
+    assert again.added == 5
+    assert again.embedded == first.embedded
     assert again.generation != first.generation
 
 
@@ -161,7 +164,7 @@ def test_truncated_file_and_manifest_are_detected(settings: Settings) -> None:
         load_index(settings)
     manifest = folder / store.MANIFEST
     manifest.write_text(manifest.read_text()[:50])
-    with pytest.raises(IndexCorruptError, match="manifest .* unreadable"):
+    with pytest.raises(IndexCorruptError, match=r"manifest .* unreadable"):
         load_index(settings)
 
 
@@ -254,7 +257,14 @@ def test_build_killed_with_sigkill_leaves_previous_index(settings: Settings, pha
             f"Bulk {i}\n\n" + " ".join(f"Sentence {j} of bulk {i}." for j in range(30))
         )
     with subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(settings.seeds_dir), str(settings.index_dir), phase],
+        [
+            sys.executable,
+            "-c",
+            KILL_SCRIPT,
+            str(settings.seeds_dir),
+            str(settings.index_dir),
+            phase,
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -276,16 +286,28 @@ def test_build_killed_with_sigkill_leaves_previous_index(settings: Settings, pha
     assert_provenance(settings)
 
 
-def test_cli_index_json_is_the_last_line(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_index_json_is_the_last_line(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     from qa.cli import main
 
     args = ["index", "--seeds", str(settings.seeds_dir), "--index", str(settings.index_dir)]
     assert main([*args, "--model", "fake", "--json"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     data = json.loads(last)
-    keys = {"added", "updated", "removed", "unchanged", "skipped", "passages", "embedded", "took_ms"}
+    keys = {
+        "added",
+        "updated",
+        "removed",
+        "unchanged",
+        "skipped",
+        "passages",
+        "embedded",
+        "took_ms",
+    }
     assert keys <= set(data)
-    assert data["added"] == 5 and data["embedded"] == data["passages"] > 0
+    assert data["added"] == 5
+    assert data["embedded"] == data["passages"] > 0
     assert main([*args, "--model", "fake", "--json"]) == 0
     data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (data["unchanged"], data["embedded"]) == (5, 0)

@@ -21,7 +21,7 @@ def gen(settings: Settings) -> IndexGeneration:
     return load_index(settings)
 
 
-def ask(gen: IndexGeneration, q: str, mode: str = "hybrid", k: int = 5, **kw: object):  # noqa: ANN201
+def ask(gen: IndexGeneration, q: str, mode: str = "hybrid", k: int = 5, **kw: object):
     vec = FAKE.encode_batch([q])[0]
     return retrieve(gen, q, vec, k=k, mode=mode, **kw)  # type: ignore[arg-type]
 
@@ -57,9 +57,13 @@ def test_overlapping_passages_do_not_crowd_the_results(gen: IndexGeneration) -> 
 def test_filters_by_source_and_date(gen: IndexGeneration) -> None:
     only = "002_1f562bc15a6ce5b9.txt"
     hits = ask(gen, "Chongqing", filters=Filters(sources=frozenset({only})))
-    assert hits and {h.passage.source for h in hits} == {only}
-    hits = ask(gen, "cooperation", k=20, filters=Filters(date_from="2023-06-01", date_to="2023-12-31"))
-    assert hits and {h.passage.date for h in hits} == {"2023-08-28"}
+    assert hits
+    assert {h.passage.source for h in hits} == {only}
+    hits = ask(
+        gen, "cooperation", k=20, filters=Filters(date_from="2023-06-01", date_to="2023-12-31")
+    )
+    assert hits
+    assert {h.passage.date for h in hits} == {"2023-08-28"}
     assert ask(gen, "cooperation", filters=Filters(date_from="2030-01-01")) == []
 
 

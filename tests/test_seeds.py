@@ -47,7 +47,8 @@ def test_skips_are_named_and_the_scan_goes_on(
         "seed file 'latin1.txt' is not UTF-8 text (byte 0xe9 at offset 3)"
     )
     assert "empty" in reasons["empty.txt"]
-    assert "binary" in reasons["binary.txt"] and "offset 3" in reasons["binary.txt"]
+    assert "binary" in reasons["binary.txt"]
+    assert "offset 3" in reasons["binary.txt"]
     assert "outside the seeds folder" in reasons["link_out.txt"]
     assert "symlinked folder" in reasons["deep/loop"]
     # Every skip was logged with the file's name.
