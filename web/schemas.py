@@ -1,0 +1,204 @@
+"""Pydantic models of the JSON API: strict input schemas, and output schemas for the OpenAPI docs.
+
+Input is strict (a number is not a string, ``1`` is not ``true``) and unknown fields are refused,
+so a typo such as ``"questoin"`` is reported instead of silently ignored. Output models allow
+extra fields: the library may add fields to the JSON contract and they pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+#: The most passages one request may ask for (the service also enforces ``settings.max_k``).
+MAX_K = 50
+#: The most sources one request may filter on.
+MAX_SOURCES = 100
+
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+
+#: What the service accepts as a question, for the OpenAPI document only: the service checks it
+#: itself (after stripping surrounding space) and says exactly what is wrong, which a pattern
+#: mismatch from pydantic would not. At least one non-space; no control characters except tab,
+#: newline and carriage return. (Lone surrogates are refused too; a pattern for them is not
+#: portable between regex engines.)
+_CONTROL = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F"
+QUESTION_SCHEMA: dict[str, Any] = {
+    "minLength": 1,
+    "maxLength": 2000,
+    "pattern": rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$",
+}
+
+
+def _iso_date(value: str) -> str:
+    # Strict mode refuses strings for ``date`` fields, so dates stay strings checked here.
+    date.fromisoformat(value)
+    return value
+
+
+IsoDate = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        examples=["2023-05-25"],
+        json_schema_extra={"format": "date"},
+    ),
+    AfterValidator(_iso_date),
+]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="How many passages to return.")]
+
+
+class AskRequest(BaseModel):
+    """The body of ``POST /api/ask``."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"question": "Who visited Chongqing?", "k": 5}]},
+    )
+
+    question: str = Field(
+        description="The question; at most 2000 characters, no control characters.",
+        json_schema_extra=QUESTION_SCHEMA,
+    )
+    k: K = 5
+    answer: bool = Field(default=True, description="Extract an answer, or return passages only.")
+    mode: RetrievalMode | None = Field(
+        default=None, description="Retrieval mode; the server's setting when omitted."
+    )
+    sources: Annotated[list[str], Field(max_length=MAX_SOURCES)] | None = Field(
+        default=None, description="Only passages of these seed files (paths as in `source`)."
+    )
+    date_from: IsoDate | None = Field(default=None, description="Only articles dated on/after.")
+    date_to: IsoDate | None = Field(default=None, description="Only articles dated on/before.")
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class AnswerOut(_Output):
+    """An extractive answer: ``text`` is exactly the source file's text ``[start:end]``."""
+
+    text: str
+    citations: list[int] = Field(description="Ranks of the passages that contain the answer.")
+    rendered: str = Field(description="The answer rendered by the answer template (plain text).")
+    source: str
+    start: int
+    end: int
+    score: float
+
+
+class PassageOut(_Output):
+    """One retrieved passage: ``text`` is exactly the source file's text ``[start:end]``."""
+
+    rank: int
+    score: float
+    dense_score: float | None
+    lexical_score: float | None
+    text: str
+    source: str
+    title: str | None
+    date: str | None
+    start: int
+    end: int
+    chunk_id: str
+
+
+class AskResponse(_Output):
+    """The body of a successful ``/api/ask``."""
+
+    question: str
+    answer: AnswerOut | None
+    abstain_reason: str | None = Field(description="Why no answer was given, if none was.")
+    passages: list[PassageOut]
+    took_ms: float
+    mode: RetrievalMode
+    generation: str
+    timings: dict[str, float]
+
+
+class DocumentOut(BaseModel):
+    """A seed article of the live index, read fresh from disk."""
+
+    source: str
+    title: str | None
+    date: str | None
+    publisher: str | None
+    passages: int = Field(description="How many passages of this article are indexed.")
+    bytes: int
+    text: str = Field(description="The whole file as UTF-8 text; passage offsets index into it.")
+    changed_since_indexed: bool = Field(
+        description="The file differs from the indexed version, so offsets may be stale."
+    )
+
+
+class SkippedFileOut(BaseModel):
+    """A seed file the build did not index, and why."""
+
+    source: str
+    reason: str
+
+
+class BuildSummaryOut(_Output):
+    """What ``POST /api/reindex`` did."""
+
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    renamed: int
+    skipped: int
+    passages: int
+    embedded: int
+    took_ms: float
+    generation: str | None
+    changed: bool
+    skipped_files: list[SkippedFileOut]
+
+
+class HealthOut(_Output):
+    """The body of ``GET /healthz``."""
+
+    status: Literal["ok", "starting", "unavailable"]
+    detail: str | None = None
+    documents: int | None = None
+    passages: int | None = None
+    built_at: str | None = None
+    generation: str | None = None
+    model: str | None = None
+    last_build_at: float | None = None
+
+
+class ValidationIssue(BaseModel):
+    """One problem with a request, located by ``loc`` (e.g. ``["body", "k"]``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="What was wrong, in words.")
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="Each problem found, for request validation errors."
+    )
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error status codes."""
+    text = {
+        400: "Malformed request (bad JSON or not UTF-8)",
+        401: "Missing or wrong bearer token",
+        403: "Reindexing over HTTP is disabled",
+        404: "Not found",
+        409: "A build is already running",
+        413: "Request body too large",
+        422: "The request is well-formed but its values are not acceptable",
+        503: "The index is not available (not built yet, corrupt, or built for other settings)",
+    }
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}

@@ -1,0 +1,154 @@
+"""Defences at the HTTP edge: response headers, request body limits, admin tokens, safe paths."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from pathlib import Path, PurePosixPath
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qa.errors import DocumentNotFoundError
+
+#: Bodies above this many bytes are refused with 413 (the API's bodies are a few hundred bytes).
+MAX_BODY_BYTES = 64 * 1024
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+# FastAPI's Swagger UI at /docs loads its assets from a CDN and starts with an inline script;
+# our policy would blank it, so only these paths go without it (they show no user content).
+_CSP_EXEMPT = frozenset({"/docs", "/docs/oauth2-redirect"})
+
+
+class SecurityHeadersMiddleware:
+    """Adds the content security policy and related headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and add the headers to the response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if scope["path"] not in _CSP_EXEMPT:
+                    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["X-Frame-Options"] = "DENY"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _send_error(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}, separators=(",", ":")).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyGuardMiddleware:
+    """Refuses request bodies that are too large (413) or not UTF-8 (400) before any route.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte; otherwise
+    the body is read only up to the limit, so a client streaming gigabytes costs 64 KiB.
+    The body is then handed to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the body, then pass the request on with the body replayed."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body is larger than the limit of {self.max_bytes} bytes"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_error(send, 400, f"invalid Content-Length header {declared!r}")
+                return
+            if int(declared) > self.max_bytes:
+                await _send_error(send, 413, too_large)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left; there is no one to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, 413, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            await _send_error(
+                send,
+                400,
+                f"request body is not valid UTF-8 (byte 0x{body[exc.start]:02x} "
+                f"at offset {exc.start})",
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # later calls wait for the disconnect, as usual
+
+        await self.app(scope, replay, send)
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Whether a bearer token is the admin token, compared in constant time."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def resolve_document(seeds_dir: Path, source: str) -> Path:
+    """The file for ``source`` if it is a regular file inside ``seeds_dir``, else 404.
+
+    ``source`` comes from the URL (already percent-decoded), so ``..``, absolute paths,
+    backslashes and symlinks that lead out of the seeds folder are all refused.
+    """
+    not_found = DocumentNotFoundError(f"no document {source!r} in the seeds folder")
+    if not source or "\x00" in source or "\\" in source:
+        raise not_found
+    relative = PurePosixPath(source)
+    if relative.is_absolute() or any(part in ("..", ".") for part in relative.parts):
+        raise not_found
+    root = seeds_dir.resolve()
+    try:
+        path = (root / relative).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        raise not_found from None
+    if not path.is_relative_to(root) or not path.is_file():
+        raise not_found
+    return path
