@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -599,3 +600,16 @@ def test_serve_py_serves_and_stops_cleanly_on_sigterm(tmp_path: Path, seeds: Pat
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_openapi_docs_work_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    # Every script and stylesheet comes from this server: the page must work without internet.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets
+    assert all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        if asset.endswith((".js", ".css")):
+            assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").json()["paths"]["/api/ask"]

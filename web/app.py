@@ -23,6 +23,7 @@ from qa.service import QAService
 from qa.watch import SeedWatcher
 from web import api, pages
 from web.deps import AppContext
+from web.docs import install_docs
 from web.errors import UnexpectedErrorMiddleware, install_error_handlers
 from web.metrics import Metrics, MetricsMiddleware
 from web.render import document_url, highlight, search_url
@@ -113,6 +114,7 @@ def create_app(
         summary="Questions answered from a folder of articles, with exact provenance.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -120,6 +122,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
     # Added innermost first: metrics see every status, including those of the guards.
     app.add_middleware(BodyGuardMiddleware)
     app.add_middleware(UnexpectedErrorMiddleware)

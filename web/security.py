@@ -18,8 +18,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-# FastAPI's Swagger UI at /docs loads its assets from a CDN and starts with an inline script;
-# our policy would blank it, so only these paths go without it (they show no user content).
+# Swagger UI at /docs (served locally, see web/docs.py) starts with an inline script and sets
+# inline styles; our policy would blank it, so only these paths go without it (no user content).
 _CSP_EXEMPT = frozenset({"/docs", "/docs/oauth2-redirect"})
 
 
