@@ -133,6 +133,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     service = QAService(settings)
     try:
+        # Load the index and the model first, so took_ms measures the question, not the start-up.
+        service.start(update=False, poll=False)
         result = service.ask(args.question, k=args.k, answer=not args.no_answer)
     finally:
         service.close()
