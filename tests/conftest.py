@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from qa.config import Settings
 
@@ -52,3 +53,12 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if key.startswith("QA_"):
             monkeypatch.delenv(key)
     return
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app over the seed copy with the fake embedder, lifespan entered."""
+    from web.app import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -35,21 +35,9 @@ QUESTION = "Who is chairman of the West Chester Township Board of Trustees?"
 
 
 @pytest.fixture
-def seeds(tmp_path: Path) -> Path:
-    folder = tmp_path / "seeds"
-    shutil.copytree(SEEDS, folder)
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path: Path, seeds: Path) -> Settings:
-    return Settings(seeds_dir=seeds, index_dir=tmp_path / "emb", model="fake", answer_threshold=0.0)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
+def seeds(seeds_dir: Path) -> Path:
+    """The private seed copy behind the ``settings`` and ``client`` fixtures of conftest."""
+    return seeds_dir
 
 
 def source_text(seeds: Path, source: str) -> str:
