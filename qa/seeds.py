@@ -45,6 +45,14 @@ def relative_source(seeds_dir: Path, path: Path) -> str:
     return path.relative_to(seeds_dir).as_posix()
 
 
+def _link_target(path: Path) -> Path | None:
+    """Where a symlink finally leads, or ``None`` if it loops or leads nowhere."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python before 3.13
+        return None
+
+
 def iter_candidates(seeds_dir: Path) -> Iterator[tuple[Path, str | None]]:
     """Yield every file under ``seeds_dir`` with ``None``, or with the reason it is skipped.
 
@@ -63,11 +71,14 @@ def iter_candidates(seeds_dir: Path) -> Iterator[tuple[Path, str | None]]:
         dirnames.sort()
         for name in sorted(filenames):
             path = here / name
+            target = _link_target(path) if path.is_symlink() else path
             if name.startswith("."):
                 yield path, "is a hidden file"
             elif path.suffix.lower() not in TEXT_SUFFIXES:
                 yield path, f"is not a text file (suffix {path.suffix or '(none)'!r})"
-            elif path.is_symlink() and not path.resolve().is_relative_to(root):
+            elif target is None:
+                yield path, "is a symlink that loops or leads nowhere"
+            elif path.is_symlink() and not target.is_relative_to(root):
                 yield path, "is a symlink that points outside the seeds folder"
             elif not path.is_file():
                 yield path, "is not a regular file"

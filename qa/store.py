@@ -74,11 +74,24 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def current_generation(index_dir: Path) -> str | None:
     """The id of the live generation, or ``None`` when nothing has been built yet."""
+    path = index_dir / CURRENT
     try:
-        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    return name or None
+    try:
+        name: str | None = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = None
+    if name == "":
+        return None
+    # A generation id is one folder name; anything else is damage, never a path to follow.
+    if name is None or "/" in name or "\\" in name or name in (".", ".."):
+        raise IndexCorruptError(
+            f"'{path}' does not name a generation (it holds {raw[:40]!r}); "
+            "run `python -m qa index --rebuild` to recover"
+        )
+    return name
 
 
 def set_current(index_dir: Path, generation: str) -> None:
@@ -178,12 +191,17 @@ def prune(index_dir: Path, *, keep: int) -> list[str]:
     Called under the build lock, so a folder that is not kept is either old or left over from a
     build that was killed; servers hold their generation in memory, so deleting it is safe.
     """
-    live = current_generation(index_dir)
+    try:
+        live = current_generation(index_dir)
+    except IndexCorruptError:
+        live = None
     root = generations_dir(index_dir)
-    if not root.is_dir():
+    if live is None or not (root / live).is_dir():
+        # Nothing says which folders are leftovers: deleting could remove the only intact
+        # index. The build that follows sets CURRENT, and prunes then.
         return []
     names = sorted((p.name for p in root.iterdir() if p.is_dir()), reverse=True)
-    older = [n for n in names if live is not None and n < live]
+    older = [n for n in names if n < live]
     kept = {live, *older[: max(keep - 1, 0)]}
     removed = [n for n in names if n not in kept]
     for name in removed:

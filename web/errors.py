@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.errors import (
@@ -119,11 +120,31 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(request, status, detail, extra={"errors": issues})
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route accepts for this path (Starlette names the first route's only).
+
+    Routes are asked with ``matches()``: FastAPI nests included routers, so walking their path
+    patterns would miss routes.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        m
+        for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registration guarantees
         raise exc
     detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-    return error_response(request, exc.status_code, detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+    return error_response(request, exc.status_code, detail, headers=headers)
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
