@@ -13,14 +13,16 @@ import json
 import logging
 import math
 import re
+import string
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa.answer import Abstention, extract_answer
+from qa.answer import ANSWER_PASSAGES, Abstention, extract_answer
 from qa.builder import build_index
 from qa.config import Settings
 from qa.embedder import Vectors, load_embedder, model_id_for
@@ -139,6 +141,18 @@ def _file_name(doc_id: str, n: int) -> str:
     return doc_id if _SAFE_NAME.fullmatch(doc_id) else f"doc-{n:07d}"
 
 
+def beir_documents(data: BeirData) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Seed files ``(stem, "title\\n\\ntext")`` of a corpus, and the document id of each file."""
+    documents: list[tuple[str, str]] = []
+    doc_of: dict[str, str] = {}
+    for n, (doc_id, title, text) in enumerate(data.corpus):
+        stem = _file_name(doc_id, n)
+        doc_of[f"{stem}.txt"] = doc_id
+        title = " ".join(title.split())  # one line, so it is the article title
+        documents.append((stem, f"{title}\n\n{text}" if title else text))
+    return documents, doc_of
+
+
 @contextmanager
 def _indexed(
     documents: Sequence[tuple[str, str]], settings: Settings, cache: Path | None
@@ -182,13 +196,7 @@ def evaluate_beir(
     data = read_beir(path, split=split)
     query_ids = [q for q in data.queries if any(g > 0 for g in data.qrels.get(q, {}).values())]
     query_ids = query_ids[:limit] if limit is not None else query_ids
-    doc_of: dict[str, str] = {}
-    documents = []
-    for n, (doc_id, title, text) in enumerate(data.corpus):
-        stem = _file_name(doc_id, n)
-        doc_of[f"{stem}.txt"] = doc_id
-        title = " ".join(title.split())
-        documents.append((stem, f"{title}\n\n{text}" if title else text))
+    documents, doc_of = beir_documents(data)
     index_cache = cache_folder(cache, data.name, settings) if cache is not None else None
     with _indexed(documents, settings, index_cache) as (local, index_seconds):
         gen = load_index(local)
@@ -206,6 +214,7 @@ def evaluate_beir(
         "dataset": data.name,
         "split": split,
         "mode": settings.retrieval_mode,
+        "dense_weight": settings.dense_weight,
         "model": model_id_for(settings.model),
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
@@ -240,6 +249,7 @@ def _rank_documents(
             mode=settings.retrieval_mode,
             candidates=candidates,
             rrf_k=settings.rrf_k,
+            dense_weight=settings.dense_weight,
         )
         ranking = documents_in_order(hits, doc_of)
         if len(ranking) >= RANKED_DOCUMENTS or len(hits) < k or k >= len(gen.passages):
@@ -283,6 +293,27 @@ def _contains_gold(text: str | None, answers: Sequence[str]) -> bool:
     return bool(text) and any(a.lower() in (text or "").lower() for a in answers)
 
 
+def _squad_tokens(text: str) -> list[str]:
+    """SQuAD v1.1 answer normalisation: lower case, no punctuation, no articles."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return [w for w in text.split() if w not in ("a", "an", "the")]
+
+
+def token_f1(text: str | None, answers: Sequence[str]) -> float:
+    """The official SQuAD v1.1 token F1 of an answer against its best gold answer (0 if none)."""
+    if not text:
+        return 0.0
+    predicted = _squad_tokens(text)
+    best = 0.0
+    for gold in map(_squad_tokens, answers):
+        common = Counter(predicted) & Counter(gold)
+        same = sum(common.values())
+        if same:
+            precision, recall = same / len(predicted), same / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
 def evaluate_xquad(
     path: Path,
     settings: Settings,
@@ -294,18 +325,23 @@ def evaluate_xquad(
     """Paragraph retrieval and extractive answers on XQuAD / SQuAD v1.1, through
     :meth:`QAService.ask` exactly as the service answers.
 
-    ``answer_contains_gold``: the answer text contains a gold span (abstentions are misses).
-    ``answer_sentence_has_gold_with_threshold_0``: the same with abstention switched off, which
-    separates extraction quality from the abstention threshold.
+    ``answer_contains_gold``: the answer text contains a gold span (abstentions are misses);
+    ``answer_token_f1`` is SQuAD's token F1, low for sentence-long answers by construction.
+    ``abstained_unknown_terms``: abstentions although the support passed the threshold (the
+    question names something the index never mentions).
+    ``answer_sentence_has_gold_with_threshold_0``: the same passages with every abstention rule
+    switched off, which separates extraction quality from abstention.
     """
     documents, questions = read_squad(path)
     questions = questions[:limit] if limit is not None else questions
     index_cache = cache_folder(cache, path.stem, settings) if cache is not None else None
-    found = at_1 = correct = abstained = forced = words = 0
+    found = at_1 = correct = abstained = by_rule = forced = words = 0
+    f1 = 0.0
     with _indexed(documents, settings, index_cache) as (local, index_seconds):
         service = QAService(local)
         try:
             service.start(update=False, poll=False)
+            gen = service.generation
             started = time.perf_counter()
             for q in questions:
                 result = service.ask(q.question, k=k, answer=True)
@@ -314,18 +350,26 @@ def evaluate_xquad(
                 at_1 += sources[:1] == [q.source]
                 answer = result.answer.text if result.answer else None
                 abstained += answer is None
+                by_rule += answer is None and (result.support or 0.0) >= local.answer_threshold
                 correct += _contains_gold(answer, q.answers)
+                f1 += token_f1(answer, q.answers)
                 words += len(answer.split()) if answer else 0
+                # The same passages and sentence scores with every abstention rule switched off.
+                vector = service.encoder.encode(result.question)  # cached by ask()
                 unguarded = extract_answer(
                     result.question,
                     result.passages,
                     threshold=0.0,
                     template=local.answer_template,
+                    sentence_scores={
+                        h.row: gen.sentence_scores(h.row, vector)
+                        for h in result.passages[:ANSWER_PASSAGES]
+                    },
                 )
                 if not isinstance(unguarded, Abstention):
                     forced += _contains_gold(unguarded.text, q.answers)
             query_seconds = round(time.perf_counter() - started, 1)
-            passages = len(service.generation.passages)
+            passages = len(gen.passages)
         finally:
             service.close()
     n = max(len(questions), 1)
@@ -333,6 +377,7 @@ def evaluate_xquad(
     return {
         "dataset": path.stem,
         "mode": settings.retrieval_mode,
+        "dense_weight": settings.dense_weight,
         "model": model_id_for(settings.model),
         "chunk_tokens": settings.chunk_tokens,
         "answer_threshold": settings.answer_threshold,
@@ -344,8 +389,10 @@ def evaluate_xquad(
         f"paragraph_in_top{k}": round(found / n, 4),
         "answer_contains_gold": round(correct / n, 4),
         "abstained": round(abstained / n, 4),
+        "abstained_unknown_terms": round(by_rule / n, 4),
         "answer_contains_gold_when_answered": round(correct / answered, 4) if answered else 0.0,
         "answer_sentence_has_gold_with_threshold_0": round(forced / n, 4),
+        "answer_token_f1": round(f1 / n, 4),
         "answer_mean_words": round(words / answered, 1) if answered else 0.0,
         "index_seconds": index_seconds,
         "query_seconds": query_seconds,
