@@ -47,12 +47,14 @@ format: install
 	$(BIN)/ruff format qa web tests bench serve.py
 	$(BIN)/ruff check --fix qa web tests bench serve.py
 
+# The SciFact index is built once into .eval-cache/ and shared by the three modes.
+EVAL_CACHE ?= .eval-cache
 eval: install
 	$(BIN)/python -m qa eval --questions eval/seeds_questions.jsonl
-	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode dense
-	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode bm25
-	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode hybrid
-	$(BIN)/python -m qa eval --xquad ../shared/data/xquad-en/xquad.en.json
+	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode dense --cache $(EVAL_CACHE)
+	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode bm25 --cache $(EVAL_CACHE)
+	$(BIN)/python -m qa eval --beir ../shared/data/scifact --mode hybrid --cache $(EVAL_CACHE)
+	$(BIN)/python -m qa eval --xquad ../shared/data/xquad-en/xquad.en.json --cache $(EVAL_CACHE)
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

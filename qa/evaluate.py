@@ -225,6 +225,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-tokens", type=int, help="chunk size for the temporary index")
     parser.add_argument("--threshold", type=float, help="abstention threshold to use")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the --beir/--xquad index under this folder and reuse it on the next run "
+        "(one index per dataset, model and chunking; modes share it)",
+    )
 
 
 def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -242,11 +248,15 @@ def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
     elif args.beir is not None:
         from qa.benchmarks import evaluate_beir
 
-        data = evaluate_beir(args.beir, settings, split=args.split, limit=args.limit)
+        data = evaluate_beir(
+            args.beir, settings, split=args.split, limit=args.limit, cache=args.cache
+        )
     else:
         from qa.benchmarks import evaluate_xquad
 
-        data = evaluate_xquad(args.xquad, settings, k=min(args.k, 5), limit=args.limit)
+        data = evaluate_xquad(
+            args.xquad, settings, k=min(args.k, 5), limit=args.limit, cache=args.cache
+        )
     _print_report(data, as_json=args.json)
     return 0
 

@@ -340,3 +340,20 @@ def test_eval_questions_command_end_to_end(
     assert out["unanswerable_abstained"] == 0
     assert out["abstention_recall"] == 0.0
     assert out["answer_accuracy"] == 1.0
+
+
+def test_eval_beir_command_with_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_beir(tmp_path / "tiny")
+    monkeypatch.setenv("QA_MODEL", "fake")
+    cache = tmp_path / "cache"
+    outs = []
+    for mode in ("bm25", "hybrid"):
+        argv = ["eval", "--beir", str(folder), "--mode", mode, "--cache", str(cache), "--json"]
+        assert main(argv) == 0
+        outs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert [o["mode"] for o in outs] == ["bm25", "hybrid"]
+    assert all(0.0 < o["ndcg_at_10"] <= 1.0 for o in outs)
+    (index,) = cache.iterdir()  # both modes used one cached index
+    assert len(list((index / "generations").iterdir())) == 1
