@@ -201,22 +201,9 @@ def proc_status_kb(pid: int, field: str) -> int | None:
     return None
 
 
-def prepare_embedder(settings: Any, *, torch_threads: int | None = None) -> None:
-    """Make ``qa.embedder.load_embedder(settings)`` return the embedder a benchmark asks for.
-
-    ``backend="onnx"`` installs the prototype :class:`onnx_embedder.OnnxEmbedder` (the change
-    proposed for ``qa/embedder.py``) in the library's per-process model cache, so the service
-    and the web app pick it up unchanged.
-    """
-    if torch_threads:
+def set_torch_threads(threads: int | None) -> None:
+    """Set torch's thread count when a benchmark asks (``None``: torch's default)."""
+    if threads:
         import torch
 
-        torch.set_num_threads(torch_threads)
-    if settings.backend == "onnx":
-        from onnx_embedder import OnnxEmbedder
-
-        from qa import embedder as qa_embedder
-
-        key = (settings.model, settings.device, settings.backend)
-        with qa_embedder._CACHE_LOCK:
-            qa_embedder._CACHE[key] = OnnxEmbedder(model_dir=Path(bundled_model_path()))
+        torch.set_num_threads(threads)

@@ -67,8 +67,9 @@ def start_server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A running server subprocess and its base URL; stopped (by its pid) on exit.
 
-    The torch backend runs the real ``serve.py`` (settings through ``QA_*`` variables); the
-    ONNX prototype runs this module, which serves the same app with the same uvicorn options.
+    Runs the real ``serve.py`` (settings, the backend included, through ``QA_*`` variables);
+    with ``extra`` options (torch threads) it runs this module, which serves the same app with
+    the same uvicorn options.
     """
     port = free_port()
     env = {
@@ -77,8 +78,9 @@ def start_server(
         "QA_INDEX_DIR": str(index_dir),
         "QA_QUESTION_CACHE_SIZE": str(cache_size),
         "QA_RELOAD_INTERVAL": "0",
+        "QA_BACKEND": embedder,
     }
-    if embedder == "torch" and not extra:
+    if not extra:
         cmd = [sys.executable, str(c.ROOT / "serve.py"), "--host", "127.0.0.1"]
     else:
         cmd = [
@@ -105,7 +107,7 @@ def start_server(
 
 
 def main() -> int:
-    """Entry point of the server subprocess: ``serve.py``'s app and options, other embedders."""
+    """Entry point of the server subprocess: ``serve.py``'s app and options, set torch threads."""
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
@@ -118,7 +120,7 @@ def main() -> int:
     from web.app import create_app
 
     settings = Settings.load(backend=args.embedder)  # QA_* variables, as serve.py reads them
-    c.prepare_embedder(settings, torch_threads=args.torch_threads)
+    c.set_torch_threads(args.torch_threads)
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",

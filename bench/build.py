@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         seeds = Path(tmp) / "seeds"
         written = c.write_scifact_seeds(seeds, limit=docs)
         settings = Settings(seeds_dir=seeds, index_dir=Path(tmp) / "index", backend=args.embedder)
-        c.prepare_embedder(settings)
         bare = c.load_bare_model()
         # Load and warm the service's embedder outside the timings (both sides are warm).
         from qa.embedder import load_embedder

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="inference")
     args = p.parse_args(argv)
     import torch
-    from onnx_embedder import OnnxEmbedder
+    from onnx_embedder import onnx_variant
 
     from qa.embedder import SentenceTransformerEmbedder
 
@@ -59,20 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     load_start = c.loadavg()
     default_threads = torch.get_num_threads()
-    model_dir = Path(c.bundled_model_path())
     ref = SentenceTransformerEmbedder(model="bundled")
     passages = seed_passages()
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's tracer warnings are expected
-        onnx2 = OnnxEmbedder(model_dir=model_dir, cache_dir=args.cache_dir, threads=2)
+        onnx2 = onnx_variant(cache_dir=args.cache_dir, threads=2)
     first_load_s = time.perf_counter() - t
     variants: dict[str, tuple[Any, int | None]] = {
         f"torch_threads_{default_threads}": (ref, default_threads),
         "torch_threads_1": (ref, 1),
         "onnx_fp32_threads_2": (onnx2, None),
         "onnx_fp32_threads_1": (
-            OnnxEmbedder(model_dir=model_dir, cache_dir=args.cache_dir, threads=1),
+            onnx_variant(cache_dir=args.cache_dir, threads=1),
             None,
         ),
     }
@@ -80,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             variants["onnx_fused_threads_2"] = (
-                OnnxEmbedder(model_dir=model_dir, cache_dir=args.cache_dir, variant="opt"),
+                onnx_variant("opt", cache_dir=args.cache_dir, threads=2),
                 None,
             )
             variants["onnx_int8_threads_2"] = (
-                OnnxEmbedder(model_dir=model_dir, cache_dir=args.cache_dir, variant="int8"),
+                onnx_variant("int8", cache_dir=args.cache_dir, threads=2),
                 None,
             )
 

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             reload_interval=0,
             backend=args.embedder,
         )
-        c.prepare_embedder(settings, torch_threads=args.torch_threads)
+        c.set_torch_threads(args.torch_threads)
         build = build_index(settings)
         service = QAService(settings)
         service.start(update=False, poll=False)

@@ -53,10 +53,6 @@ def main(argv: list[str] | None = None) -> int:
             summary[name] = {"skipped": "txtai is not installed (pip install -e '.[bench]')"}
             print(f"== {name}: skipped, txtai is not installed", flush=True)
             continue
-        if name == "inference" and importlib.util.find_spec("onnxruntime") is None:
-            summary[name] = {"skipped": "onnxruntime is not installed (pip install onnxruntime)"}
-            print(f"== {name}: skipped, onnxruntime is not installed", flush=True)
-            continue
         cmd = [sys.executable, str(c.ROOT / "bench" / script), *extra, "--out", str(args.out)]
         if args.quick:
             cmd.append("--quick")

@@ -34,13 +34,9 @@ print(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
 """
 
 
-def serve_cmd(port: int, embedder: str) -> list[str]:
-    """``serve.py`` for the torch backend; the bench launcher for the ONNX prototype."""
-    if embedder == "torch":
-        script = [str(c.ROOT / "serve.py"), "--host", "127.0.0.1"]
-    else:
-        script = [str(c.ROOT / "bench" / "_server.py"), "--embedder", embedder]
-    return [sys.executable, *script, "--port", str(port)]
+def serve_cmd(port: int) -> list[str]:
+    """``serve.py`` on a loopback port (the backend comes from ``QA_BACKEND``)."""
+    return [sys.executable, str(c.ROOT / "serve.py"), "--host", "127.0.0.1", "--port", str(port)]
 
 
 def one_start(seeds: Path, index: Path, *, embedder: str, followups: list[str]) -> dict[str, Any]:
@@ -53,10 +49,11 @@ def one_start(seeds: Path, index: Path, *, embedder: str, followups: list[str]) 
         "QA_SEEDS_DIR": str(seeds),
         "QA_INDEX_DIR": str(index),
         "QA_RELOAD_INTERVAL": "0",
+        "QA_BACKEND": embedder,
     }
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        serve_cmd(port, embedder),
+        serve_cmd(port),
         cwd=c.ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

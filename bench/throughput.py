@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             seeds_dir=c.SEEDS, index_dir=index_dir, question_cache_size=0, backend=args.embedder
         )
-        c.prepare_embedder(settings)
         build_index(settings)
         with start_server(
             index_dir=index_dir, seeds_dir=c.SEEDS, cache_size=0, embedder=args.embedder

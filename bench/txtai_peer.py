@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
             reload_interval=0,
             backend=args.embedder,
         )
-        c.prepare_embedder(settings)
         load_embedder(settings).embed(["warm-up"] * 4)
         txtai = Embeddings(path=model_dir, content=True, backend="faiss")
         txtai.index([(0, "warm-up", None)])  # load and warm txtai's model too

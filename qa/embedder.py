@@ -170,7 +170,7 @@ class FakeEmbedder(Embedder):
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model loaded from a folder or a (locally cached) name."""
 
-    def __init__(self, *, model: str, device: str | None = None, backend: str = "torch") -> None:
+    def __init__(self, *, model: str, device: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path, self.model_id = resolve_model(model)
@@ -180,10 +180,7 @@ class SentenceTransformerEmbedder(Embedder):
 
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bars on every start are noise
 
-            kwargs: dict[str, Any] = {"device": device or _default_device()}
-            if backend == "onnx":
-                kwargs["backend"] = "onnx"
-            self.model = SentenceTransformer(path, **kwargs)
+            self.model = SentenceTransformer(path, device=device or _default_device())
         except Exception as exc:
             raise ModelLoadError(
                 f"cannot load embedding model {model!r} from {path!r}: {exc}. Give a model "
@@ -295,14 +292,22 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings name; loaded once per process and shared (models are big)."""
+    """The embedder the settings name; loaded once per process and shared (models are big).
+
+    ``backend = "onnx"`` runs the same model with ONNX Runtime on the CPU
+    (:mod:`qa.onnx_backend`); when a GPU is asked for, or found with no device set, torch runs it.
+    """
     if settings.model == FAKE_MODEL:
         return FakeEmbedder()
     key = (settings.model, settings.device, settings.backend)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            log.info("loading embedding model %s", settings.model)
-            _CACHE[key] = SentenceTransformerEmbedder(
-                model=settings.model, device=settings.device, backend=settings.backend
-            )
+            log.info("loading embedding model %s (%s)", settings.model, settings.backend)
+            device = settings.device or _default_device()
+            if settings.backend == "onnx" and device == "cpu":
+                from qa.onnx_backend import OnnxEmbedder
+
+                _CACHE[key] = OnnxEmbedder(model=settings.model)
+            else:
+                _CACHE[key] = SentenceTransformerEmbedder(model=settings.model, device=device)
         return _CACHE[key]

@@ -109,8 +109,6 @@ def test_build_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.model
 def test_startup_quick(tmp_path: Path) -> None:
-    if not (ROOT / "serve.py").exists():
-        pytest.skip("serve.py is not in this work tree")
     result = run_quick("startup.py", tmp_path)
     assert {"seeds_5_docs", "scifact"} == result["corpora"].keys()
     for row in result["corpora"].values():
@@ -121,8 +119,6 @@ def test_startup_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.model
 def test_inference_quick(tmp_path: Path) -> None:
-    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
-        pytest.skip("onnxruntime/onnx are not installed (optional, for the ONNX comparison)")
     result = run_quick("inference.py", tmp_path, "--cache-dir", str(tmp_path / "onnx"))
     variants = result["variants"]
     assert "onnx_fp32_threads_2" in variants
