@@ -61,7 +61,7 @@ def start_server(
     index_dir: Path,
     seeds_dir: Path,
     cache_size: int,
-    embedder: str = "torch",
+    embedder: str = "onnx",
     extra: list[str] | None = None,
     log: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
@@ -110,7 +110,7 @@ def main() -> int:
     """Entry point of the server subprocess: ``serve.py``'s app and options, set torch threads."""
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--torch-threads", type=int)
     args = p.parse_args()
     logging.basicConfig(level="INFO", stream=sys.stderr)

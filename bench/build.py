@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=2000, help="SciFact documents to index")
     p.add_argument("--reps", type=int, default=3, help="full builds (and encodes) to time")
     p.add_argument("--incremental-reps", type=int, default=5)
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="build")
     args = p.parse_args(argv)
     from qa import store

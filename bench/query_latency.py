@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5, help="passes over the question set")
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--torch-threads", type=int, help="torch.set_num_threads in both processes")
     p.add_argument("--name", default="query_latency")
     args = p.parse_args(argv)

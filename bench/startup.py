@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=3, help="starts per corpus")
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="startup")
     args = p.parse_args(argv)
     reps = 1 if args.quick else args.reps

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each level")
     p.add_argument("--max-requests", type=int, default=5000, help="cap per level")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="throughput")
     args = p.parse_args(argv)
     from qa.builder import build_index

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=1000, help="SciFact documents to index")
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--reps", type=int, default=3, help="index builds to time on each side")
-    p.add_argument("--embedder", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="txtai_peer")
     args = p.parse_args(argv)
     try:
