@@ -106,6 +106,18 @@ def bare_start() -> dict[str, Any]:
     }
 
 
+def write_eval_seeds(folder: Path, limit: int | None) -> int:
+    """SciFact as seed files exactly as ``qa eval --beir`` writes them (names and text), so an
+    index that ``qa eval --cache`` built is up to date for them."""
+    from qa.benchmarks import beir_documents, read_beir
+
+    documents, _ = beir_documents(read_beir(c.SCIFACT.parent, split="test"))
+    folder.mkdir(parents=True)
+    for stem, text in documents[:limit]:
+        (folder / f"{stem}.txt").write_text(text, encoding="utf-8")
+    return len(documents[:limit])
+
+
 def build(seeds: Path, index: Path) -> None:
     """Build the index in a subprocess (``python -m qa index``), untimed."""
     subprocess.run(
@@ -122,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="starts per corpus")
     p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="startup")
+    p.add_argument(
+        "--index-cache",
+        type=Path,
+        help="keep the SciFact index here and reuse it; `qa eval --cache` folders work too",
+    )
     args = p.parse_args(argv)
     reps = 1 if args.quick else args.reps
     followups = c.questions(limit=5 if args.quick else 50)
@@ -133,11 +150,16 @@ def main(argv: list[str] | None = None) -> int:
             ("scifact", Path(tmp) / "scifact", 20 if args.quick else None),
         ]
         for name, seeds, limit in sets:
+            index = Path(tmp) / f"index-{name}"
             if seeds == c.SEEDS:
                 docs = sum(1 for f in seeds.iterdir() if f.is_file())
             else:
-                docs = c.write_scifact_seeds(seeds, limit=limit)
-            index = Path(tmp) / f"index-{name}"
+                docs = write_eval_seeds(seeds, limit=limit)
+                if args.index_cache is not None and not args.quick:
+                    from qa.benchmarks import cache_folder
+                    from qa.config import Settings
+
+                    index = cache_folder(args.index_cache, "scifact", Settings())
             t = time.perf_counter()
             build(seeds, index)
             build_s = time.perf_counter() - t

@@ -226,6 +226,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="abstention threshold to use")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
     parser.add_argument(
+        "--whole-documents",
+        action="store_true",
+        help="--beir only: encode each document whole ('title text', truncated by the model) "
+        "and search exactly, the published dense set-up (a check of the model path)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         help="keep the --beir/--xquad index under this folder and reuse it on the next run "
@@ -245,6 +251,12 @@ def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             service.close()
         data: dict[str, Any] = asdict(report)
+    elif args.beir is not None and args.whole_documents:
+        from qa.benchmarks import evaluate_beir_whole_documents
+
+        data = evaluate_beir_whole_documents(
+            args.beir, settings, split=args.split, limit=args.limit
+        )
     elif args.beir is not None:
         from qa.benchmarks import evaluate_beir
 

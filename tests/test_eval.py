@@ -15,6 +15,7 @@ import pytest
 
 from qa.benchmarks import (
     evaluate_beir,
+    evaluate_beir_whole_documents,
     evaluate_xquad,
     ndcg_at_k,
     read_beir,
@@ -152,6 +153,19 @@ def test_beir_dense_and_hybrid_rank_every_document(tmp_path: Path) -> None:
         # Dense scores every document, so every relevant one is within the first 100.
         assert out["recall_at_100"] == 1.0
         assert 0.0 < out["ndcg_at_10"] <= 1.0
+
+
+def test_beir_whole_documents_ranks_documents_not_passages(tmp_path: Path) -> None:
+    folder = make_beir(tmp_path / "scifact")
+    out = evaluate_beir_whole_documents(folder, fake_settings(), split="test", limit=2)
+    # q1 and q2 share words with their one relevant document only: it comes first.
+    assert (out["queries"], out["ndcg_at_10"], out["recall_at_100"]) == (2, 1.0, 1.0)
+    assert out["mode"] == "dense-whole-documents"
+    assert out["published"]["dense"]["ndcg_at_10"] == 0.6451
+    out = evaluate_beir_whole_documents(folder, fake_settings(), split="test", limit=None)
+    assert out["queries"] == 4
+    assert out["recall_at_100"] == 1.0  # five documents, all ranked
+    assert 0.75 < out["ndcg_at_10"] < 1.0  # q3 shares no word with its document
 
 
 def test_beir_limit_split_and_published_figures(tmp_path: Path) -> None:
