@@ -110,6 +110,22 @@ def _unit(v: Vectors) -> Vectors:
     return v / norm if norm > 0 else v
 
 
+def pool_sentences(
+    tokens: Vectors,
+    offsets: Sequence[tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
+    passage_vector: Vectors,
+) -> Vectors:
+    """One unit vector per character span: the mean of the contextual embeddings of the tokens
+    inside it (special tokens have empty offsets and never count). A span with no token of its
+    own gets the passage vector."""
+    rows = []
+    for s, e in spans:
+        take = [t for t, (a, b) in enumerate(offsets) if b > a and a >= s and b <= e]
+        rows.append(_unit(tokens[take].mean(axis=0)) if take else passage_vector)
+    return np.asarray(rows, dtype=np.float32).reshape(-1, tokens.shape[1])
+
+
 def _progress_bar(total: int, *, enabled: bool) -> Any:
     if not enabled or total < 64 or not sys.stderr.isatty():
         return None
@@ -236,11 +252,7 @@ class SentenceTransformerEmbedder(Embedder):
                 n = int(out["attention_mask"].sum())
                 tokens = out["token_embeddings"][:n].float().cpu().numpy()
                 offsets = enc["offset_mapping"][j][:n]
-                rows = []
-                for s, e in sentence_spans[i]:
-                    take = [t for t, (a, b) in enumerate(offsets) if b > a and a >= s and b <= e]
-                    rows.append(_unit(tokens[take].mean(axis=0)) if take else vectors[i])
-                sentences[i] = np.asarray(rows, dtype=np.float32).reshape(-1, self.dimension)
+                sentences[i] = pool_sentences(tokens, offsets, sentence_spans[i], vectors[i])
         return vectors, sentences
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

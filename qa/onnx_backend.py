@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.embedder import Embedder, Vectors, _batches, _unit, resolve_model
+from qa.embedder import Embedder, Vectors, _batches, _unit, pool_sentences, resolve_model
 from qa.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -248,11 +248,7 @@ class OnnxEmbedder(Embedder):
                 tokens = hidden[j, :n]
                 vectors[i] = _unit(tokens.mean(axis=0))
                 offsets = encodings[j].offsets[:n]
-                rows = []
-                for s, e in sentence_spans[i]:
-                    take = [t for t, (a, b) in enumerate(offsets) if b > a and a >= s and b <= e]
-                    rows.append(_unit(tokens[take].mean(axis=0)) if take else vectors[i])
-                sentences[i] = np.asarray(rows, dtype=np.float32).reshape(-1, dim)
+                sentences[i] = pool_sentences(tokens, offsets, sentence_spans[i], vectors[i])
         return vectors, sentences
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
