@@ -27,7 +27,7 @@ def build_faiss(
     index_type: str,
     hnsw_m: int = 32,
     ef_construction: int = 80,
-    ef_search: int = 128,
+    ef_search: int = 256,
 ) -> tuple[Any, dict[str, Any]]:
     """A FAISS index over ``vectors`` (row i gets id i) and the parameters it was built with."""
     n, dim = vectors.shape
