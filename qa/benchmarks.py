@@ -141,6 +141,12 @@ def _file_name(doc_id: str, n: int) -> str:
     return doc_id if _SAFE_NAME.fullmatch(doc_id) else f"doc-{n:07d}"
 
 
+def judged_queries(data: BeirData, limit: int | None) -> list[str]:
+    """The ids of the queries with at least one relevant document, the first ``limit`` of them."""
+    ids = [q for q in data.queries if any(g > 0 for g in data.qrels.get(q, {}).values())]
+    return ids[:limit] if limit is not None else ids
+
+
 def beir_documents(data: BeirData) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Seed files ``(stem, "title\\n\\ntext")`` of a corpus, and the document id of each file."""
     documents: list[tuple[str, str]] = []
@@ -194,8 +200,7 @@ def evaluate_beir(
     ``cache`` (a folder) keeps the index between runs, e.g. to compare modes on one build.
     """
     data = read_beir(path, split=split)
-    query_ids = [q for q in data.queries if any(g > 0 for g in data.qrels.get(q, {}).values())]
-    query_ids = query_ids[:limit] if limit is not None else query_ids
+    query_ids = judged_queries(data, limit)
     documents, doc_of = beir_documents(data)
     index_cache = cache_folder(cache, data.name, settings) if cache is not None else None
     with _indexed(documents, settings, index_cache) as (local, index_seconds):
@@ -244,8 +249,7 @@ def evaluate_beir_whole_documents(
     import numpy as np
 
     data = read_beir(path, split=split)
-    query_ids = [q for q in data.queries if any(g > 0 for g in data.qrels.get(q, {}).values())]
-    query_ids = query_ids[:limit] if limit is not None else query_ids
+    query_ids = judged_queries(data, limit)
     embedder = load_embedder(settings)
     started = time.perf_counter()
     texts = [f"{title} {text}".strip() for _, title, text in data.corpus]
