@@ -270,7 +270,22 @@ class SentenceTransformerEmbedder(Embedder):
         return [(int(s), int(e)) for s, e in enc["offset_mapping"]]
 
 
+#: Present on Linux whenever an NVIDIA driver is loaded; without it CUDA cannot be available.
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
 def _default_device() -> str:
+    """``cuda`` when torch can use a GPU, else ``cpu``.
+
+    On Linux without an NVIDIA driver the answer is known without importing torch, which takes
+    over a second and a few hundred MB that a server on the ONNX backend never needs.
+    """
+    if (
+        sys.platform.startswith("linux")
+        and "torch" not in sys.modules
+        and not NVIDIA_DRIVER.exists()
+    ):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +14,16 @@ import pytest
 
 from qa import onnx_backend
 from qa.config import BUNDLED_MODEL, Settings
-from qa.embedder import SentenceTransformerEmbedder, load_embedder, resolve_model
+from qa.embedder import (
+    NVIDIA_DRIVER,
+    SentenceTransformerEmbedder,
+    load_embedder,
+    resolve_model,
+)
 from qa.errors import ModelLoadError
 from qa.onnx_backend import OnnxEmbedder
 
-from .conftest import SEEDS
+from .conftest import ROOT, SEEDS
 
 pytestmark = pytest.mark.model
 
@@ -129,3 +137,39 @@ def test_unsupported_pooling_is_refused_by_name(tmp_path: Path) -> None:
 def test_a_model_name_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no-such-model"):
         OnnxEmbedder(model="no-such-model", cache_dir=tmp_path)
+
+
+_SERVE_WITHOUT_TORCH = """
+import sys
+from pathlib import Path
+from qa.config import Settings
+from qa.service import QAService
+
+seeds, index = Path(sys.argv[1]), Path(sys.argv[2])
+service = QAService(Settings(seeds_dir=seeds, index_dir=index, backend="onnx"))
+service.start(update=True, poll=False)
+result = service.ask("Which US city is a friendly city of Changchun?", answer=True)
+print(len(result.passages), "torch" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(NVIDIA_DRIVER.exists(), reason="with a GPU driver, torch is asked about CUDA")
+def test_serving_on_onnx_never_imports_torch(
+    onnx: OnnxEmbedder, cache: Path, seeds_dir: Path, tmp_path: Path
+) -> None:
+    # The export is made (with torch) by the fixture; a server that finds it needs no torch:
+    # building the seeds' index, loading it and answering all run on ONNX Runtime alone.
+    (tmp_path / "seedqa").mkdir()
+    (tmp_path / "seedqa" / "onnx").symlink_to(cache)
+    env = {**os.environ, "SEEDQA_CACHE": str(tmp_path / "seedqa"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT_TORCH, str(seeds_dir), str(tmp_path / "index")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    passages, torch_imported = out.stdout.split()
+    assert int(passages) > 0
+    assert torch_imported == "False", out.stderr
