@@ -5,6 +5,8 @@ sentence's vector (pooled at build time from its passage's contextual token embe
 costs no inference at query time) with the question's vector, the share of the question's
 informative words (IDF-weighted, stemmed) the sentence contains, and a bonus when it holds a new
 entity of the asked type (a number for "how many", a date for "when", a name for "who").
+A question about the article itself ("according to its headline", "when was it updated")
+prefers the article's title line or its labelled date line.
 The answer is a verbatim span of a cited passage with its own offsets. When no sentence is
 similar enough to the question, the answer is withheld; the threshold is calibrated on the
 evaluation question set.
@@ -22,6 +24,7 @@ from pathlib import Path
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from qa.articles import is_date_line
 from qa.errors import ConfigError
 from qa.lexical import tokenize
 from qa.retrieval import Hit
@@ -36,7 +39,15 @@ W_LEXICAL = 0.75  # IDF-weighted share of the question's words found in the sent
 W_TYPE = 0.3  # the sentence holds a new entity of the asked type (a number for "how many")
 W_NOVEL = 0.5  # share of the sentence's words the question does not already say
 W_RANK = 0.1  # per rank below the first passage
+W_META = 0.5  # the question asks for the headline or the date line, and this is it
 
+# Questions about the article itself rather than its story: its headline, or when it appeared.
+_ASKS_TITLE = re.compile(
+    r"\bheadlines?\b|\bits title\b|\b(article|story|report|page)'s title\b"
+    r"|\btitle of (the|this|that) (\S+ ){0,3}?(article|story|report|page|piece|post)\b",
+    re.I,
+)
+_ASKS_DATE_LINE = re.compile(r"\b(published|updated|added|posted|released|dated)\b", re.I)
 _NUMBER = re.compile(r"\d[\d,.]*")
 _DATE = re.compile(
     r"\b(1[89]\d\d|20\d\d)\b|\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d",
@@ -185,6 +196,14 @@ def extract_answer(
     kind = question_type(question)
 
     q_terms = set(weights)
+    asks_title = _ASKS_TITLE.search(question) is not None
+    asks_date_line = kind == "date" and _ASKS_DATE_LINE.search(question) is not None
+
+    def metadata(sent: _Sentence) -> bool:
+        """Whether the sentence is the headline or date line the question asks for."""
+        if asks_title and sent.text.strip() == (sent.hit.passage.title or "").strip():
+            return True
+        return asks_date_line and is_date_line(sent.text)
 
     def score(sent: _Sentence) -> float:
         lexical = sum(w for t, w in weights.items() if t in sent.terms) / total
@@ -196,6 +215,7 @@ def extract_answer(
             + W_LEXICAL * lexical
             + W_TYPE * typed
             + W_NOVEL * novel
+            + W_META * metadata(sent)
             - W_RANK * (sent.hit.rank - 1)
         )
 

@@ -83,6 +83,11 @@ def parse_date(value: str) -> str | None:
     return None
 
 
+def is_date_line(text: str) -> bool:
+    """Whether ``text`` holds a labelled date, such as "Updated: 2023-08-28"."""
+    return _DATE_LINE.search(text) is not None
+
+
 def _is_chrome(line: str) -> bool:
     return any(p.search(line) for p in _CHROME)
 

@@ -90,3 +90,36 @@ def test_missing_template_is_named(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.j2' does not exist"):
         svc.ask("Chongqing?")
     svc.close()
+
+
+def test_a_question_about_the_update_date_gets_the_date_line(
+    service: QAService, settings: Settings
+) -> None:
+    result = service.ask(
+        "When was the article on the California and Baja California delegation to Changchun "
+        "updated?"
+    )
+    a = result.answer
+    assert a is not None
+    assert a.source == "002_1f562bc15a6ce5b9.txt"
+    assert "2023-08-28" in a.text
+    raw = (settings.seeds_dir / a.source).read_text(encoding="utf-8")
+    assert raw[a.start : a.end] == a.text
+
+
+def test_a_question_about_the_headline_gets_the_title_line(service: QAService) -> None:
+    result = service.ask(
+        "According to its headline, what is the Midwest USA striving for with Chongqing?"
+    )
+    a = result.answer
+    assert a is not None
+    assert a.text == result.passages[a.passage_rank - 1].passage.title
+    assert "Win-Win Collaboration" in a.text
+
+
+def test_the_title_of_something_else_is_not_the_headline(service: QAService) -> None:
+    result = service.ask("What was the title of the seminar held during the Chongqing visit?")
+    a = result.answer
+    assert a is not None
+    assert a.text != result.passages[a.passage_rank - 1].passage.title
+    assert "Dialogue on Building" in a.text
