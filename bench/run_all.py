@@ -19,6 +19,7 @@ import _common as c
 #: name -> (script, extra arguments, result file)
 SCRIPTS: dict[str, tuple[str, list[str], str]] = {
     "inference": ("inference.py", [], "inference"),
+    "batch_size": ("batch_size.py", [], "batch_size"),
     "query_latency": ("query_latency.py", [], "query_latency"),
     "throughput": ("throughput.py", [], "throughput"),
     "build": ("build.py", [], "build"),

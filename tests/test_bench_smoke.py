@@ -130,6 +130,19 @@ def test_inference_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.model
+def test_batch_size_quick(tmp_path: Path) -> None:
+    result = run_quick("batch_size.py", tmp_path, "--sizes", "4,32")
+    assert result["passages"] > 0
+    assert set(result["backends"]) == {"onnx", "torch"}
+    for rows in result["backends"].values():
+        assert set(rows) == {"4", "32"}
+        assert rows["32"]["speed_over_batch_32"] == 1.0
+        assert all(row["passages_per_s"] > 0 for row in rows.values())
+    assert set(result["fastest_batch_size"].values()) <= {"4", "32"}
+
+
+@pytest.mark.slow
+@pytest.mark.model
 def test_txtai_peer_quick(tmp_path: Path) -> None:
     if importlib.util.find_spec("txtai") is None:
         pytest.skip("txtai is not installed (optional bench extra: pip install -e '.[bench]')")
