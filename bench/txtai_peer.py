@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--reps", type=int, default=3, help="index builds to time on each side")
     p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
+    p.add_argument(
+        "--txtai-encodebatch",
+        type=int,
+        help="txtai's model batch size (default: txtai's own, 32); seedqa uses its batch_size",
+    )
     p.add_argument("--name", default="txtai_peer")
     args = p.parse_args(argv)
     try:
@@ -73,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             reload_interval=0,
             backend=args.embedder,
         )
+        # Both sides load and warm their models before any timing.
+        txtai_args: dict[str, Any] = {"path": model_dir, "content": True, "backend": "faiss"}
+        if args.txtai_encodebatch:
+            txtai_args["encodebatch"] = args.txtai_encodebatch
         load_embedder(settings).embed(["warm-up"] * 4)
-        txtai = Embeddings(path=model_dir, content=True, backend="faiss")
+        txtai = Embeddings(**txtai_args)
         txtai.index([(0, "warm-up", None)])  # load and warm txtai's model too
 
         seed_s: list[float] = []
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             if not rows:
                 passages = read_passages(store.current_path(settings.index_dir))
                 rows = [(i, p.embed_text(), None) for i, p in enumerate(passages)]
-            txtai = Embeddings(path=model_dir, content=True, backend="faiss")
+            txtai = Embeddings(**txtai_args)
             t = time.perf_counter()
             txtai.index(rows)
             txtai_s.append(time.perf_counter() - t)
@@ -143,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         "documents": written,
         "passages": summary.passages,
         "txtai_config": {k: str(v) for k, v in txtai_config.items()},
+        "batch_size": {
+            "seedqa": settings.batch_size,
+            "txtai": args.txtai_encodebatch or "default (32)",
+        },
         "index_s": {
             "seedqa_full_build": [round(x, 3) for x in seed_s],
             "txtai_index": [round(x, 3) for x in txtai_s],

@@ -39,7 +39,9 @@ class Settings:
     # Embedding model: "bundled", a sentence-transformers model name, or a folder path.
     model: str = BUNDLED_MODEL
     device: str | None = None  # None: CUDA when present, else CPU
-    batch_size: int = 32
+    # Passages per forward pass when building. Small batches were fastest on 2 CPU cores with
+    # either backend (bench/batch_size.py, docs/benchmarks.md); a GPU wants larger ones.
+    batch_size: int = 4
     # Inference on the CPU: "torch" (sentence-transformers) or "onnx" (ONNX Runtime, exported
     # locally once from the same weights; see docs/benchmarks.md for the measured choice).
     backend: Backend = "onnx"

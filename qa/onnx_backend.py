@@ -32,11 +32,6 @@ from qa.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-#: From this many texts on, one call embeds with torch instead. Measured on 2 cores
-#: (docs/benchmarks.md): ONNX Runtime embeds one question 2.4x faster than torch, but in
-#: batches of 32 real passages (about 115 tokens) torch was faster (30 against 25 per second).
-#: So queries and small updates use ONNX, and big builds use torch. Both give the same vectors.
-TORCH_FROM = 256
 MEAN_POOLING = "sentence_transformers.models.Pooling"
 
 
@@ -175,9 +170,6 @@ class OnnxEmbedder(Embedder):
                 "Delete that file to export it again, or use backend 'torch'."
             ) from exc
         self.path = target
-        self._model = model
-        self._torch: Embedder | None = None
-        self._torch_lock = threading.Lock()
         self.dimension = int(config["hidden_size"])
         self.max_seq_length = int(st_config.get("max_seq_length", 256))
         self._inputs = {i.name for i in self.session.get_inputs()}
@@ -188,22 +180,6 @@ class OnnxEmbedder(Embedder):
         self._batch_tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
         # tokenizers' Tokenizer objects must not be used from several threads at once.
         self._tok_lock = threading.Lock()
-
-    def torch_embedder(self) -> Embedder:
-        """The same model under torch (sentence-transformers), loaded on first use."""
-        with self._torch_lock:
-            if self._torch is None:
-                from qa.embedder import SentenceTransformerEmbedder
-
-                self._torch = SentenceTransformerEmbedder(model=self._model, device="cpu")
-            return self._torch
-
-    def embed(
-        self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False
-    ) -> Vectors:
-        if len(texts) >= TORCH_FROM:
-            return self.torch_embedder().embed(texts, batch_size=batch_size, progress=progress)
-        return super().embed(texts, batch_size=batch_size, progress=progress)
 
     def _forward(self, texts: Sequence[str]) -> tuple[Any, Any, list[Any]]:
         """Token embeddings, attention mask and encodings (with offsets) of one batch."""
@@ -233,11 +209,7 @@ class OnnxEmbedder(Embedder):
         progress: bool = False,
     ) -> tuple[Vectors, list[Vectors]]:
         """Passage vectors and sentence vectors pooled from the same forward pass (the
-        contract of the torch backend's ``embed_passages``); many texts go to torch."""
-        if len(texts) >= TORCH_FROM:
-            return self.torch_embedder().embed_passages(
-                texts, sentence_spans, batch_size=batch_size, progress=progress
-            )
+        contract of the torch backend's ``embed_passages``)."""
         dim = self.dimension
         vectors = np.empty((len(texts), dim), dtype=np.float32)
         sentences: list[Vectors] = [np.empty((0, dim), dtype=np.float32)] * len(texts)

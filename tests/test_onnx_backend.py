@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import onnx_backend
 from qa.config import BUNDLED_MODEL, Settings
 from qa.embedder import (
     NVIDIA_DRIVER,
@@ -77,23 +76,6 @@ def test_passage_and_sentence_vectors_match_torch(
     for x, y in zip(sa, sb, strict=True):
         assert x.shape == y.shape == (2, 384)
         assert (x * y).sum(axis=1).min() >= 0.999
-
-
-def test_big_batches_go_to_torch_with_the_same_vectors(
-    onnx: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    texts = _passages()[:12]
-    spans = [[(0, len(t))] for t in texts]
-    small_vectors, small_sentences = onnx.embed_passages(texts, spans)
-    assert onnx._torch is None  # below the threshold: ONNX only, torch not even loaded
-    monkeypatch.setattr(onnx_backend, "TORCH_FROM", 10)
-    big_vectors, big_sentences = onnx.embed_passages(texts, spans)
-    assert isinstance(onnx._torch, SentenceTransformerEmbedder)
-    assert (small_vectors * big_vectors).sum(axis=1).min() >= 0.999
-    for x, y in zip(small_sentences, big_sentences, strict=True):
-        assert (x * y).sum(axis=1).min() >= 0.999
-    by_torch, by_onnx = onnx.embed(texts), onnx.embed(texts[:9])  # 12 texts: torch; 9: ONNX
-    assert (by_torch[:9] * by_onnx).sum(axis=1).min() >= 0.999
 
 
 def test_tokens_and_offsets_match_torch(
