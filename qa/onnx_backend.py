@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.embedder import Embedder, Vectors, _batches, _unit, pool_sentences, resolve_model
+from qa.embedder import Embedder, Vectors, _batches, pool_sentences, resolve_model
 from qa.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,14 @@ def make_session(graph: Path, *, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
 
+def _mean_pool(hidden: Any, mask: Any) -> Vectors:
+    """Unit mean of each row's token embeddings over its attention mask (padding left out)."""
+    m = mask[:, :, None].astype(np.float32)
+    pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+    pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
 class OnnxEmbedder(Embedder):
     """A mean-pooling sentence-transformers model run by ONNX Runtime on the CPU."""
 
@@ -195,10 +203,7 @@ class OnnxEmbedder(Embedder):
 
     def encode_batch(self, texts: Sequence[str]) -> Vectors:
         hidden, mask, _ = self._forward(texts)
-        m = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return np.ascontiguousarray(pooled, dtype=np.float32)
+        return _mean_pool(hidden, mask)
 
     def embed_passages(
         self,
@@ -215,12 +220,11 @@ class OnnxEmbedder(Embedder):
         sentences: list[Vectors] = [np.empty((0, dim), dtype=np.float32)] * len(texts)
         for idx in _batches(texts, batch_size, progress=progress):
             hidden, mask, encodings = self._forward([texts[i] for i in idx])
+            vectors[idx] = _mean_pool(hidden, mask)
             for j, i in enumerate(idx):
                 n = int(mask[j].sum())
-                tokens = hidden[j, :n]
-                vectors[i] = _unit(tokens.mean(axis=0))
                 offsets = encodings[j].offsets[:n]
-                sentences[i] = pool_sentences(tokens, offsets, sentence_spans[i], vectors[i])
+                sentences[i] = pool_sentences(hidden[j, :n], offsets, sentence_spans[i], vectors[i])
         return vectors, sentences
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
