@@ -5,7 +5,8 @@ as a build chunks them (title prefix included), so lengths and padding are what 
 Each (backend, batch size) pair embeds the same passages with ``embed_passages`` (passage and
 sentence vectors, as a build does). Pairs run in turns, the order reversed every other round,
 and the medians are reported as passages per second and as a ratio to batch 32, the usual
-sentence-transformers and txtai default.
+sentence-transformers and txtai default. ``--questions`` embeds the evaluation questions
+instead: the most that batching concurrent questions can gain, with no server around it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=80, help="SciFact documents to chunk")
     p.add_argument("--rounds", type=int, default=3, help="turns over all pairs")
     p.add_argument("--sizes", default="4,8,16,32,64", help="batch sizes, comma-separated")
+    p.add_argument(
+        "--questions",
+        action="store_true",
+        help="embed the evaluation questions (3 passes each) instead of passages: how much "
+        "batching concurrent questions can gain at most",
+    )
     p.add_argument("--name", default="batch_size")
     args = p.parse_args(argv)
     from qa.embedder import SentenceTransformerEmbedder
@@ -63,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes, rounds, docs = sizes[:2], 1, 4
     else:
         rounds, docs = args.rounds, args.docs
-    texts, spans = passages(docs)
+    if args.questions:
+        texts = c.questions(limit=8 if args.quick else None) * 3
+        spans: list[list[tuple[int, int]]] = [[] for _ in texts]
+    else:
+        texts, spans = passages(docs)
     load_start = c.loadavg()
     backends: dict[str, Any] = {
         "onnx": OnnxEmbedder(model="bundled"),
@@ -76,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(rounds):
         for name, size in pairs if r % 2 == 0 else pairs[::-1]:
             t = time.perf_counter()
-            backends[name].embed_passages(texts, spans, batch_size=size)
+            if args.questions:
+                backends[name].embed(texts, batch_size=size)
+            else:
+                backends[name].embed_passages(texts, spans, batch_size=size)
             seconds[(name, size)].append(time.perf_counter() - t)
             print(
                 f"round {r}: {name} batch {size}: {seconds[(name, size)][-1]:.2f}s",
@@ -110,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": c.machine(),
             "loadavg_start": load_start,
             "loadavg_end": c.loadavg(),
-            "documents": docs,
+            "texts": "questions" if args.questions else "passages",
+            "documents": None if args.questions else docs,
             "passages": len(texts),
             "mean_chars": round(statistics.fmean(len(t) for t in texts), 1),
             "rounds": rounds,
