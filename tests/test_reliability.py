@@ -31,13 +31,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qa import store
-from qa.builder import build_index
+from qa.ask.serialize import ask_result_json
+from qa.ask.service import QAService
 from qa.cli import main as cli_main
 from qa.config import Settings
-from qa.index import load_index
-from qa.serialize import ask_result_json
-from qa.service import QAService
+from qa.index import storage as store
+from qa.index.builder import build_index
+from qa.index.generation import load_index
 from web.app import create_app
 
 from .conftest import ROOT, SEED_NAMES

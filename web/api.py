@@ -13,10 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from qa.ask.retrieval import Filters
+from qa.ask.serialize import ask_result_json
+from qa.ask.service import QAService
 from qa.errors import DocumentNotFoundError, IndexBusyError, InvalidQueryError
-from qa.retrieval import Filters
-from qa.serialize import ask_result_json
-from qa.service import QAService
 from web.deps import Context, ServiceDep
 from web.schemas import (
     MAX_K,

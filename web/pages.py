@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
+from qa.ask.serialize import ask_result_json
 from qa.errors import InvalidQueryError
-from qa.serialize import ask_result_json
 from web.api import read_document
 from web.deps import Context, ServiceDep, TemplatesDep, get_service
 from web.schemas import MAX_K

@@ -24,11 +24,11 @@ from pathlib import Path
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from qa.articles import is_date_line
+from qa.ask.retrieval import Hit
 from qa.errors import ConfigError
-from qa.lexical import tokenize
-from qa.retrieval import Hit
-from qa.sentences import split_sentences
+from qa.index.lexical import tokenize
+from qa.ingest.articles import is_date_line
+from qa.ingest.sentences import split_sentences
 
 #: How many of the top passages are searched for an answer sentence.
 ANSWER_PASSAGES = 3

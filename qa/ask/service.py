@@ -14,15 +14,16 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 
-from qa import store
-from qa.answer import ANSWER_PASSAGES, Abstention, Answer, extract_answer
-from qa.batching import QuestionEncoder
-from qa.builder import BuildSummary, build_index
+from qa.ask.answer import ANSWER_PASSAGES, Abstention, Answer, extract_answer
+from qa.ask.retrieval import Filters, Hit, retrieve
 from qa.config import RetrievalMode, Settings
-from qa.embedder import Embedder, load_embedder
+from qa.embed.base import Embedder
+from qa.embed.batching import QuestionEncoder
+from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, InvalidQueryError
-from qa.index import IndexGeneration, load_index
-from qa.retrieval import Filters, Hit, retrieve
+from qa.index import storage as store
+from qa.index.builder import BuildSummary, build_index
+from qa.index.generation import IndexGeneration, load_index
 
 log = logging.getLogger(__name__)
 
