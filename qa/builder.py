@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -113,11 +114,14 @@ def build_index(
     rebuild: bool = False,
     wait: float = 0.0,
     progress: bool = False,
+    before: Callable[[], None] | None = None,
 ) -> BuildSummary:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
 
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
+    ``before`` runs under the lock before the seeds are read: a change to the seeds made there
+    (an upload, a deletion) is never raced by another build.
     """
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
@@ -129,6 +133,8 @@ def build_index(
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
         ) from None
     try:
+        if before is not None:
+            before()
         return _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
     finally:
         lock.release()
