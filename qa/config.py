@@ -25,8 +25,8 @@ BUNDLED_MODEL = "bundled"
 #: Deterministic hashing embedder used by tests; never for real use.
 FAKE_MODEL = "fake"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = PROJECT_ROOT / "web" / "templates" / "answer.txt.j2"
+#: The answer template the library ships (package data); ``answer_template`` may name another.
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "answer.txt.j2"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from filelock import FileLock
 
-from qa import builder, store
 from qa.config import Settings
+from qa.index import builder
+from qa.index import storage as store
 from tests.docfiles import make_pdf, make_scanned_pdf
 from web.app import create_app
 

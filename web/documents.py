@@ -19,9 +19,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from qa.catalog import MAX_LIMIT, CatalogQuery, DocumentPage, list_documents
-from qa.changes import DocumentChange, delete_document, put_document
+from qa.ask.changes import DocumentChange, delete_document, put_document
 from qa.errors import InvalidQueryError, QAError
+from qa.index.catalog import MAX_LIMIT, CatalogQuery, DocumentPage, list_documents
 from web.api import bearer
 from web.deps import AppContext, Context, ServiceDep, TemplatesDep
 from web.errors import status_for
