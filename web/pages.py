@@ -86,7 +86,8 @@ def document(
     q: Annotated[str, Query()] = "",
 ) -> Response:
     """A whole article with the passage ``[start:end]`` marked (``#hl`` scrolls to it)."""
-    doc = read_document(service.generation.documents, service.settings.seeds_dir, source)
+    gen = service.generation
+    doc = read_document(gen.documents, service.settings.seeds_dir, source, generation=gen.path)
     begin = _parse_int(start, "start", low=0, high=len(doc.text))
     finish = _parse_int(end, "end", low=0, high=len(doc.text))
     # Split on the server and let autoescape escape each part: the mark is the only markup.

@@ -197,7 +197,47 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "A build is already running",
         413: "Request body too large",
+        415: "The document is not in a format seedqa reads, or not the one its name says",
         422: "The request is well-formed but its values are not acceptable",
         503: "The index is not available (not built yet, corrupt, or built for other settings)",
     }
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+
+
+class DocumentEntryOut(BaseModel):
+    """One indexed document in the catalog."""
+
+    source: str
+    title: str | None
+    date: str | None
+    publisher: str | None
+    bytes: int = Field(description="Size of the file in the seeds folder when it was indexed.")
+    passages: int = Field(description="How many passages of this document are indexed.")
+    content_hash: str = Field(description="SHA-256 of the file's bytes.")
+    format: Literal["text", "pdf", "docx"]
+
+
+class DocumentListOut(BaseModel):
+    """The body of ``GET /api/documents``: one page, newest first, undated last."""
+
+    documents: list[DocumentEntryOut]
+    total: int = Field(description="How many documents match the filters, on all pages.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+    generation: str
+
+
+class DocumentChangeOut(BaseModel):
+    """What ``PUT`` or ``DELETE /api/documents/{source}`` did."""
+
+    source: str
+    action: Literal["created", "replaced", "unchanged", "deleted"]
+    status: Literal["live", "building"] = Field(
+        description="`live`: questions see the change now; `building`: the index is updating."
+    )
+    bytes: int
+    build: BuildSummaryOut | None = Field(description="What the build did, once it has run.")
+    generation: str | None
+    searchable_at: str | None = Field(
+        description="When the change became visible to questions (ISO 8601, UTC)."
+    )
+    took_ms: float
