@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update the index from the seeds folder")
     _common(p)
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index, embed all")
+    p.add_argument("--merge", action="store_true", help="merge all segments into one afterwards")
+    p.add_argument(
+        "--check", action="store_true", help="verify every checksum of the live index; no build"
+    )
     p.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait if another build is running"
     )
@@ -101,9 +105,21 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     from qa.index.builder import build_index
 
+    if args.check:
+        from qa.index.generation import load_index
+
+        gen = load_index(settings, full_check=True)
+        _emit(
+            args,
+            {"generation": gen.generation, "segments": len(gen.segments), "passages": gen.size},
+            f"index {settings.index_dir}: generation {gen.generation} is intact "
+            f"({len(gen.segments)} segments, {gen.size} passages)",
+        )
+        return 0
     summary = build_index(
         settings,
         rebuild=args.rebuild,
+        merge=args.merge,
         wait=args.wait,
         progress=not args.json and sys.stderr.isatty(),
     )
@@ -113,6 +129,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     out["took_ms"] = data["took_ms"]
     out["renamed"] = data["renamed"]
     out["generation"] = data["generation"]
+    out["merged"] = data["merged"]
     for s in summary.skipped_files:
         print(f"skipped: {s.reason}", file=sys.stderr)
     human = (

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 from qa.errors import ConfigError
 
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
-ApproximateIndex = Literal["hnsw", "ivf"]
+ApproximateIndex = Literal["hnsw", "ivf", "ivfpq"]
 Backend = Literal["torch", "onnx"]
 
 #: The most passages one question may ask for, and the longest question accepted (characters).
@@ -61,6 +61,10 @@ class Settings:
     hnsw_ef_search: int = 256  # 1M vectors: p50 3.1 ms at recall@10 0.99 (docs/benchmarks.md)
     hnsw_ef_construction: int = 80
     keep_generations: int = 2
+    # Segments (docs/architecture.md): a merge joins ``merge_factor`` segments of one size tier;
+    # segments under ``merge_floor`` passages all count as the smallest tier.
+    merge_factor: int = 10
+    merge_floor: int = 2_000
 
     # Asking.
     retrieval_mode: RetrievalMode = "hybrid"
@@ -101,6 +105,8 @@ class Settings:
             raise ConfigError(f"backend must be one of {get_args(Backend)}, got {self.backend!r}")
         if self.max_document_bytes < 1:
             raise ConfigError(f"max_document_bytes must be positive, got {self.max_document_bytes}")
+        if self.merge_factor < 2:
+            raise ConfigError(f"merge_factor must be at least 2, got {self.merge_factor}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 

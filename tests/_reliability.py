@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from qa.config import Settings
 from qa.index import storage as store
+from qa.index.segments import segments_dir
 
 from .conftest import ROOT, SEED_NAMES
 
@@ -95,6 +96,12 @@ def generation_names(index_dir: Path) -> set[str]:
     """Every generation folder on disk."""
     root = store.generations_dir(index_dir)
     return {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+
+
+def live_segment(index_dir: Path) -> Path:
+    """The folder of the first segment the live generation lists."""
+    manifest = store.read_manifest(store.current_path(index_dir))
+    return segments_dir(index_dir) / manifest["segments"][0]["id"]
 
 
 def build_lock_held(index_dir: Path) -> bool:

@@ -35,10 +35,13 @@ def passages_by_source(settings: Settings) -> dict[str, list[str]]:
 
 def assert_provenance(settings: Settings) -> None:
     gen = load_index(settings)
-    assert gen.faiss_index.ntotal == len(gen.passages) == len(gen.vectors)
-    for p in gen.passages:
+    live = sum(ls.segment.rows - len(ls.dead) for ls in gen.segments)
+    assert live == len(gen.passages) == len(list(gen.passages)) == gen.manifest["passages"]
+    for row, p in enumerate(gen.passages):
         raw = (settings.seeds_dir / p.source).read_bytes().decode("utf-8")
         assert raw[p.start : p.end] == p.text
+        assert gen.passages[row] == p
+        assert row in gen.by_source[p.source]
 
 
 def test_first_build_writes_a_complete_generation(settings: Settings) -> None:
@@ -49,17 +52,20 @@ def test_first_build_writes_a_complete_generation(settings: Settings) -> None:
     assert_provenance(settings)
     gen = load_index(settings)
     m = gen.manifest
-    assert m["schema_version"] == 1
+    assert m["schema_version"] == 2
     assert m["model"] == {"id": "fake-hash-64", "dimension": 64, "max_seq_length": 256}
     assert m["chunking"]["chunk_tokens"] == settings.chunk_tokens
-    assert m["index"]["type"] == "flat"
+    assert [s["deleted"] for s in m["segments"]] == [[]]
+    segment = settings.index_dir / "segments" / m["segments"][0]["id"]
+    seg_manifest = json.loads((segment / "manifest.json").read_text())
+    assert seg_manifest["index"]["type"] == "flat"
     assert set(m["documents"]) == set(SEED_NAMES)
     for doc in m["documents"].values():
         assert len(doc["hash"]) == 64
         assert doc["passages"]
     assert {"faiss-cpu", "numpy", "python"} <= set(m["versions"])
-    assert set(m["files"]) >= {"index.faiss", "vectors.npy", "passages.jsonl"}
-    vectors = np.load(gen.path / "vectors.npy")
+    assert set(seg_manifest["files"]) >= {"vectors.npy", "passages.jsonl", "terms.npy"}
+    vectors = np.load(segment / "vectors.npy")
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
@@ -106,8 +112,8 @@ def test_add_and_delete(settings: Settings) -> None:
     assert SEED_NAMES[0] not in sources
     assert SEED_NAMES[0] not in gen.manifest["documents"]
     # Gone from the lexical index too: its distinctive words match nothing any more.
-    assert float(gen.lexical.scores("Cincinnati Fuyao").max()) == 0.0
-    assert float(gen.lexical.scores("Zhejiang").max()) > 0.0
+    assert float(gen.lexical_scores("Cincinnati Fuyao").max()) == 0.0
+    assert float(gen.lexical_scores("Zhejiang").max()) > 0.0
     assert_provenance(settings)
 
 

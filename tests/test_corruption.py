@@ -25,6 +25,7 @@ from ._reliability import (
     child_env,
     generation_names,
     index_cmd,
+    live_segment,
     run_index,
     summary_of,
 )
@@ -39,7 +40,7 @@ def _flip_middle_byte(path: Path) -> None:
 
 
 CORRUPTIONS = [
-    "flipped index.faiss",
+    "flipped vectors",
     "truncated passages",
     "deleted vectors",
     "garbage manifest",
@@ -50,16 +51,17 @@ CORRUPTIONS = [
 def corrupt(index_dir: Path, kind: str) -> Path:
     """Damage the live index one way; the path the error message must name."""
     folder = store.current_path(index_dir)
-    if kind == "flipped index.faiss":
-        _flip_middle_byte(folder / "index.faiss")
-        return folder / "index.faiss"
+    segment = live_segment(index_dir)
+    if kind == "flipped vectors":
+        _flip_middle_byte(segment / "vectors.npy")
+        return segment / "vectors.npy"
     if kind == "truncated passages":
-        path = folder / "passages.jsonl"
+        path = segment / "passages.jsonl"
         path.write_bytes(path.read_bytes()[:100])
         return path
     if kind == "deleted vectors":
-        (folder / "vectors.npy").unlink()
-        return folder / "vectors.npy"
+        (segment / "vectors.npy").unlink()
+        return segment / "vectors.npy"
     if kind == "garbage manifest":
         (folder / store.MANIFEST).write_text("{not json", encoding="utf-8")
         return folder / store.MANIFEST
@@ -105,7 +107,7 @@ def test_corrupt_index_cli_says_which_file_and_rebuild_recovers(
 def test_corrupt_index_python_m_qa_exit_codes(settings: Settings) -> None:
     """The same through ``python -m qa`` itself: exit 2 and a message, then 0 after --rebuild."""
     summary_of(run_index(settings))
-    target = store.current_path(settings.index_dir) / "index.faiss"
+    target = live_segment(settings.index_dir) / "vectors.npy"
     _flip_middle_byte(target)
     refused = run_index(settings)
     assert refused.returncode == 2

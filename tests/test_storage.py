@@ -10,17 +10,17 @@ from qa.index import storage as store
 from qa.index.builder import build_index
 from qa.index.generation import load_index
 
+from ._reliability import live_segment
 from .test_builder import assert_provenance
 
 
 def test_corrupted_file_is_detected_and_rebuild_recovers(settings: Settings) -> None:
     build_index(settings)
-    folder = store.current_path(settings.index_dir)
-    target = folder / "index.faiss"
+    target = live_segment(settings.index_dir) / "vectors.npy"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match=r"index.faiss' does not match its checksum"):
+    with pytest.raises(IndexCorruptError, match=r"vectors.npy' does not match its checksum"):
         load_index(settings)
     with pytest.raises(IndexCorruptError, match="--rebuild"):
         build_index(settings)
@@ -31,7 +31,7 @@ def test_corrupted_file_is_detected_and_rebuild_recovers(settings: Settings) -> 
 def test_truncated_file_and_manifest_are_detected(settings: Settings) -> None:
     build_index(settings)
     folder = store.current_path(settings.index_dir)
-    passages = folder / "passages.jsonl"
+    passages = live_segment(settings.index_dir) / "passages.jsonl"
     passages.write_bytes(passages.read_bytes()[:100])
     with pytest.raises(IndexCorruptError, match=r"passages.jsonl' is 100 bytes.*truncated"):
         load_index(settings)

@@ -16,7 +16,6 @@ import numpy.typing as npt
 from qa.config import RetrievalMode
 from qa.errors import InvalidQueryError
 from qa.index.generation import IndexGeneration
-from qa.index.vectors import search as faiss_search
 from qa.ingest.passages import Passage
 
 
@@ -34,11 +33,15 @@ class Filters:
 
     def allows(self, p: Passage) -> bool:
         """Whether passage ``p`` passes every limit (undated passages fail a date limit)."""
-        if self.sources and p.source not in self.sources:
+        return self.allows_document(p.source, p.date)
+
+    def allows_document(self, source: str, date: str | None) -> bool:
+        """Whether the passages of document ``source`` dated ``date`` pass every limit."""
+        if self.sources and source not in self.sources:
             return False
-        if self.date_from is not None and (p.date is None or p.date < self.date_from):
+        if self.date_from is not None and (date is None or date < self.date_from):
             return False
-        return not (self.date_to is not None and (p.date is None or p.date > self.date_to))
+        return not (self.date_to is not None and (date is None or date > self.date_to))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,15 @@ class Hit:
     lexical_score: float | None
 
 
-def _top(scores: npt.NDArray[np.float32], n: int) -> list[int]:
-    n = min(n, len(scores))
-    if n <= 0:
-        return []
-    idx = np.argpartition(-scores, n - 1)[:n]
-    return [int(i) for i in idx[np.argsort(-scores[idx], kind="stable")] if scores[i] > 0]
+def _allowed_rows(gen: IndexGeneration, filters: Filters) -> npt.NDArray[np.int64]:
+    """Rows of the documents that pass ``filters`` (a passage carries its document's date)."""
+    rows = [
+        r
+        for source, doc in gen.documents.items()
+        if filters.allows_document(source, doc.get("date"))
+        for r in gen.by_source.get(source, [])
+    ]
+    return np.asarray(sorted(rows), dtype=np.int64)
 
 
 def retrieve(
@@ -78,10 +84,10 @@ def retrieve(
         raise InvalidQueryError(f"mode must be 'dense', 'bm25' or 'hybrid', got {mode!r}")
     if not gen.passages:
         return []
-    allowed: list[int] | None = None
+    allowed: npt.NDArray[np.int64] | None = None
     if filters is not None and filters.active():
-        allowed = [i for i, p in enumerate(gen.passages) if filters.allows(p)]
-        if not allowed:
+        allowed = _allowed_rows(gen, filters)
+        if not len(allowed):
             return []
     pool = max(candidates, 4 * k)
     dense: dict[int, float] = {}
@@ -89,15 +95,9 @@ def retrieve(
     if mode in ("dense", "hybrid"):
         if vector is None:
             raise InvalidQueryError("dense retrieval needs the question's vector")
-        scores, ids = faiss_search(gen.faiss_index, vector.reshape(1, -1), pool, allowed=allowed)
-        dense = {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
+        dense = dict(gen.dense_search(vector, pool, allowed=allowed))
     if mode in ("bm25", "hybrid"):
-        bm = gen.lexical.scores(question)
-        if allowed is not None:
-            mask = np.zeros(len(bm), dtype=bool)
-            mask[allowed] = True
-            bm = np.where(mask, bm, 0.0).astype(np.float32)
-        lexical = {i: float(bm[i]) for i in _top(bm, pool)}
+        lexical = dict(gen.lexical_search(question, pool, allowed=allowed))
 
     if mode == "dense":
         fused = dense
@@ -119,7 +119,7 @@ def retrieve(
         spans.append((p.start, p.end))
         cosine = dense.get(row)
         if cosine is None and vector is not None:
-            cosine = float(np.dot(gen.vectors[row], vector.reshape(-1)))
+            cosine = float(np.dot(gen.vector(row), vector.reshape(-1)))
         hits.append(
             Hit(
                 rank=len(hits) + 1,

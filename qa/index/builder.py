@@ -2,8 +2,10 @@
 
 Content hashes decide the work: unchanged files keep their passages and vectors, edited files
 are re-chunked and only passages whose embedded text is new are embedded again, renamed files
-reuse their vectors, deleted files disappear from every structure. The result is written as a
-new generation beside the old one and switched to atomically (see :mod:`qa.index.storage`).
+reuse their vectors, deleted files disappear from every structure. The new passages become one
+new segment; the old rows of edited and deleted files become tombstones; a new generation that
+lists the segments is switched to atomically (see :mod:`qa.index.storage`). Then the merge
+policy (:mod:`qa.index.merge`) may compact segments into a further generation.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,10 @@ from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
-from qa.index.lexical import LexicalIndex, tokenize
+from qa.index.generation import IndexGeneration, load_index
+from qa.index.lexical import build_postings, tokenize
+from qa.index.merge import index_params, merge_segments
+from qa.index.segments import SegmentData, encode_passage, write_segment
 from qa.index.vectors import build_faiss, choose_index_type
 from qa.ingest.articles import Article, parse_article
 from qa.ingest.passages import Passage, make_passages
@@ -51,6 +55,8 @@ class BuildSummary:
     took_ms: float = 0.0
     generation: str | None = None
     changed: bool = False
+    #: Whether the merge policy (or ``--merge``) compacted segments after the build.
+    merged: bool = False
     skipped_files: list[SkippedFile] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -60,19 +66,9 @@ class BuildSummary:
         return out
 
 
-@dataclass
-class _Previous:
-    folder: Path
-    documents: dict[str, dict[str, Any]]
-    passages: list[Passage]
-    vectors: Vectors
-    sentences: Vectors
-    model: dict[str, Any]
-
-
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("seedqa", "faiss-cpu", "sentence-transformers", "torch", "numpy", "bm25s"):
+    for dist in ("seedqa", "faiss-cpu", "sentence-transformers", "torch", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -80,19 +76,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
-    """The live generation's documents, passages and vectors, read in full to reuse them."""
+def _load_previous(settings: Settings, *, rebuild: bool) -> IndexGeneration | None:
+    """The live generation (segments memory-mapped), or ``None`` for a first build or rebuild."""
     if rebuild or store.current_generation(settings.index_dir) is None:
         return None
-    stored = store.read_generation(settings, mmap=False)
-    return _Previous(
-        folder=stored.folder,
-        documents=stored.manifest.get("documents", {}),
-        passages=stored.passages,
-        vectors=stored.vectors,
-        sentences=stored.sentence_vectors.astype(np.float32),
-        model=stored.manifest["model"],
-    )
+    return load_index(settings)
 
 
 def build_index(
@@ -100,6 +88,7 @@ def build_index(
     *,
     embedder: Embedder | None = None,
     rebuild: bool = False,
+    merge: bool = False,
     wait: float = 0.0,
     progress: bool = False,
     before: Callable[[], None] | None = None,
@@ -107,7 +96,8 @@ def build_index(
     """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
 
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
-    then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
+    then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely;
+    ``merge`` merges every segment into one afterwards (``qa index --merge``).
     ``before`` runs under the lock before the seeds are read: a change to the seeds made there
     (an upload, a deletion) is never raced by another build.
     """
@@ -123,7 +113,12 @@ def build_index(
     try:
         if before is not None:
             before()
-        return _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
+        summary = _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
+        merged = merge_segments(settings, force=merge)
+        if merged is not None:
+            summary.generation, summary.merged = merged, True
+            store.prune(settings.index_dir, keep=settings.keep_generations)
+        return summary
     finally:
         lock.release()
 
@@ -136,11 +131,13 @@ def _build_locked(
     store.prune(settings.index_dir, keep=settings.keep_generations)
     previous = _load_previous(settings, rebuild=rebuild)
     # PDF and Word texts extracted by the previous build are reused, by content hash.
-    known = partial(store.read_extracted, previous.folder) if previous else None
+    known = partial(store.read_extracted, previous.path) if previous else None
     files, skipped = scan(settings.seeds_dir, known=known)
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
-    passages, documents, embedder_ = _collect_passages(settings, files, previous, embedder, summary)
-    summary.passages = len(passages)
+    new, documents, gone, embedder_ = _collect_passages(
+        settings, files, previous, embedder, summary
+    )
+    summary.passages = sum(len(d["passages"]) for d in documents.values())
     summary.changed = previous is None or bool(
         summary.added or summary.updated or summary.removed or summary.renamed
     )
@@ -150,7 +147,7 @@ def _build_locked(
         return summary
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
-        passages, previous, embedder_, settings, progress=progress
+        new, previous, gone, embedder_, settings, progress=progress
     )
     if embedder_ is None and previous is None:
         embedder_ = load_embedder(settings)  # an empty seeds folder still records the model
@@ -162,52 +159,82 @@ def _build_locked(
         }
     else:
         assert previous is not None  # narrowed above; kept for mypy
-        model_info = previous.model
+        model_info = previous.manifest["model"]
+    segments = _tombstoned(previous, gone)
+    if new:
+        seg_id = _write_segment(settings, new, vectors, sentence_vectors)
+        segments.append({"id": seg_id, "rows": len(new), "deleted": []})
+        row = 0
+        for source in dict.fromkeys(p.source for p in new):
+            documents[source].update(segment=seg_id, row=row)
+            row += len(documents[source]["passages"])
     extracted = {
         f.content_hash: {"text": f.text, "title": f.meta_title, "date": f.meta_date}
         for f in files
         if f.extracted
     }
-    with store.staging(settings.index_dir) as (generation, folder):
-        _write_generation(
-            folder, settings, passages, vectors, sentence_vectors, documents, model_info, extracted
-        )
-        store.set_current(settings.index_dir, generation)
+    manifest = {
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model_info,
+        "chunking": store.chunking_settings(settings),
+        "metric": "inner_product_on_unit_vectors",
+        "passages": summary.passages,
+        "segments": segments,
+        "documents": documents,
+        "versions": _versions(),
+    }
+    summary.generation = store.publish(settings.index_dir, manifest, extracted)
     store.prune(settings.index_dir, keep=settings.keep_generations)
-    summary.generation = generation
     summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
-    log.info("built generation %s: %s", generation, summary.to_json())
+    log.info("built generation %s: %s", summary.generation, summary.to_json())
     return summary
+
+
+def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[dict[str, Any]]:
+    """The previous generation's segment list with the rows of ``gone`` documents deleted;
+    segments left without a live row are dropped."""
+    if previous is None:
+        return []
+    dead: dict[str, set[int]] = {}
+    for source in gone:
+        doc = previous.documents[source]
+        first = int(doc.get("row", 0))
+        rows = range(first, first + len(doc.get("passages", [])))
+        dead.setdefault(str(doc.get("segment")), set()).update(rows)
+    out = []
+    for ls in previous.segments:
+        deleted = sorted({int(r) for r in ls.dead} | dead.get(ls.segment.id, set()))
+        if len(deleted) < ls.segment.rows:
+            out.append({"id": ls.segment.id, "rows": ls.segment.rows, "deleted": deleted})
+    return out
 
 
 def _collect_passages(
     settings: Settings,
     files: list[SeedFile],
-    previous: _Previous | None,
+    previous: IndexGeneration | None,
     embedder: Embedder | None,
     summary: BuildSummary,
-) -> tuple[list[Passage], dict[str, dict[str, Any]], Embedder | None]:
-    """Every passage of the seeds and each document's record, counting the changes in
-    ``summary``. Unchanged files keep their passages; only new or edited ones are parsed and
-    chunked (which loads the embedder, for its tokenizer)."""
+) -> tuple[list[Passage], dict[str, dict[str, Any]], set[str], Embedder | None]:
+    """The passages of new or edited files, every document's record, and the previous
+    documents whose rows are now tombstones, counting the changes in ``summary``. Unchanged
+    files keep their record; only new or edited ones are parsed and chunked (which loads the
+    embedder, for its tokenizer)."""
     prev_docs = previous.documents if previous else {}
-    prev_rows: dict[str, list[int]] = {}
-    if previous:
-        for row, p in enumerate(previous.passages):
-            prev_rows.setdefault(p.source, []).append(row)
     current = {f.source for f in files}
     removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
+    gone = {src for src in prev_docs if src not in current}
     passages: list[Passage] = []
     documents: dict[str, dict[str, Any]] = {}
     for seed in files:
         before = prev_docs.get(seed.source)
-        if before is not None and before["hash"] == seed.content_hash and previous:
+        if before is not None and before["hash"] == seed.content_hash:
             summary.unchanged += 1
-            passages.extend(previous.passages[r] for r in prev_rows.get(seed.source, []))
-            documents[seed.source] = before
+            documents[seed.source] = dict(before)
             continue
         if before is not None:
             summary.updated += 1
+            gone.add(seed.source)
         elif seed.content_hash in removed_hashes:
             summary.renamed += 1
             del removed_hashes[seed.content_hash]
@@ -225,11 +252,12 @@ def _collect_passages(
         passages.extend(new)
         documents[seed.source] = _document_record(seed, article, new)
     summary.removed = len(removed_hashes)
-    return passages, documents, embedder
+    return passages, documents, gone, embedder
 
 
 def _document_record(seed: SeedFile, article: Article, passages: list[Passage]) -> dict[str, Any]:
-    """What the manifest keeps of one document."""
+    """What the manifest keeps of one document (its segment and first row are added when the
+    segment is written)."""
     return {
         "hash": seed.content_hash,
         "title": article.title,
@@ -243,9 +271,30 @@ def _document_record(seed: SeedFile, article: Article, passages: list[Passage]) 
     }
 
 
+def _known_vectors(
+    previous: IndexGeneration | None, gone: set[str]
+) -> dict[str, tuple[Vectors, Vectors]]:
+    """Vectors of the passages of edited, renamed and deleted documents, by embed hash: the
+    text that moves or stays put in an edit is not embedded again."""
+    known: dict[str, tuple[Vectors, Vectors]] = {}
+    if previous is None:
+        return known
+    for source in gone:
+        for row in previous.by_source.get(source, []):
+            ls, local = previous.locate(row)
+            seg = ls.segment
+            lo, hi = int(seg.sentence_start[local]), int(seg.sentence_start[local + 1])
+            known[seg.passage(local).embed_hash] = (
+                np.asarray(seg.vectors[local], dtype=np.float32),
+                np.asarray(seg.sentence_vectors[lo:hi], dtype=np.float32),
+            )
+    return known
+
+
 def _vectors_for(
     passages: list[Passage],
-    previous: _Previous | None,
+    previous: IndexGeneration | None,
+    gone: set[str],
     embedder: Embedder | None,
     settings: Settings,
     *,
@@ -253,12 +302,7 @@ def _vectors_for(
 ) -> tuple[Vectors, Vectors, int]:
     """Passage and sentence vectors for ``passages``, reusing every vector whose embedded text
     was embedded before. Returns (passage vectors, sentence vectors in passage order, embedded)."""
-    known: dict[str, tuple[Vectors, Vectors]] = {}
-    if previous is not None:
-        starts = store.sentence_starts(previous.passages)
-        for row, p in enumerate(previous.passages):
-            sents = previous.sentences[starts[row] : starts[row + 1]]
-            known[p.embed_hash] = (previous.vectors[row], sents)
+    known = _known_vectors(previous, gone)
     todo: dict[str, Passage] = {}
     for p in passages:
         if p.embed_hash not in known and p.embed_hash not in todo:
@@ -275,7 +319,7 @@ def _vectors_for(
         )
         for p, v, sv in zip(items, fresh, fresh_sents, strict=True):
             known[p.embed_hash] = (v, sv)
-    dim = embedder.dimension if embedder else (previous.vectors.shape[1] if previous else 1)
+    dim = embedder.dimension if embedder else _previous_dimension(previous)
     if not passages:
         empty = np.zeros((0, dim), dtype=np.float32)
         return empty, empty, 0
@@ -284,47 +328,33 @@ def _vectors_for(
     return vectors, sentences.reshape(-1, dim), len(todo)
 
 
-def _write_generation(
-    folder: Path,
-    settings: Settings,
-    passages: list[Passage],
-    vectors: Vectors,
-    sentence_vectors: Vectors,
-    documents: dict[str, dict[str, Any]],
-    model_info: dict[str, Any],
-    extracted: dict[str, dict[str, Any]],
-) -> None:
-    """Build the FAISS and BM25 indexes for ``passages`` and have storage write the generation."""
+def _previous_dimension(previous: IndexGeneration | None) -> int:
+    return int(previous.manifest["model"]["dimension"]) if previous else 1
+
+
+def _write_segment(
+    settings: Settings, passages: list[Passage], vectors: Vectors, sentence_vectors: Vectors
+) -> str:
+    """Build the BM25 postings (and, for a large segment, the FAISS index) of ``passages`` and
+    have storage write them as a new segment; its id."""
     index_type = choose_index_type(
         len(passages),
         exact_threshold=settings.exact_threshold,
         approximate=settings.approximate_index,
     )
-    index, index_info = build_faiss(
-        vectors.reshape(len(passages), model_info["dimension"]),
-        index_type=index_type,
-        hnsw_m=settings.hnsw_m,
-        ef_construction=settings.hnsw_ef_construction,
-        ef_search=settings.hnsw_ef_search,
-    )
-    store.write_generation(
-        folder,
-        passages=passages,
+    faiss_index, info = None, {"type": "flat"}
+    if index_type != "flat":
+        faiss_index, info = build_faiss(vectors, index_type=index_type, **index_params(settings))
+    data = SegmentData(
+        passages=[encode_passage(p) for p in passages],
         vectors=vectors,
         sentence_vectors=sentence_vectors,
-        faiss_index=index,
-        lexical=LexicalIndex.build([p.embed_text() for p in passages]),
-        extracted=extracted,
-        manifest={
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": model_info,
-            "chunking": store.chunking_settings(settings),
-            "index": index_info,
-            "metric": "inner_product_on_unit_vectors",
-            "documents": documents,
-            "versions": _versions(),
-        },
+        sentence_counts=np.asarray([len(p.sentences) for p in passages], dtype=np.int64),
+        postings=build_postings(p.embed_text() for p in passages),
+        faiss_index=faiss_index,
+        index_info=info,
     )
+    return write_segment(settings.index_dir, data)
 
 
 __all__ = ["BuildSummary", "QAError", "build_index"]

@@ -1,51 +1,181 @@
-"""A loaded index generation: passages, vectors (FAISS), BM25 and the manifest, all checked."""
+"""A loaded index generation: its segments, tombstones and manifest, searched as one corpus.
+
+Rows are numbered over the live passages of all segments in manifest order (tombstoned rows
+have no number), so ``passages[row]``, ``vector(row)`` and ``sentence_scores(row, …)`` mean
+the same passage. Loading opens each segment (memory maps) and reads the tombstones: its cost
+grows with the number of segments and deletions, not with the number of passages.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 from qa.config import Settings
+from qa.errors import IndexCorruptError
 from qa.index import storage
-from qa.index.lexical import LexicalIndex, tokenize
-from qa.index.vectors import tune_for_search
+from qa.index.lexical import CorpusLexical, LexicalPart, dead_term_counts, tokenize
+from qa.index.segments import REBUILD_HINT, Segment, open_segment
+from qa.index.vectors import search_segment, tune_for_search
 from qa.ingest.passages import Passage
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
+class LiveSegment:
+    """A segment as one generation sees it: where its live rows start, which rows are dead."""
+
+    segment: Segment
+    base: int
+    dead: npt.NDArray[np.int64]  # sorted local rows
+    dead_mask: npt.NDArray[np.bool_]
+    live_local: npt.NDArray[np.int64] | None  # local row of each live row, when any is dead
+
+    @property
+    def live(self) -> int:
+        """Live rows."""
+        return self.segment.rows - len(self.dead)
+
+    def to_global(self, local: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Generation rows of live local rows."""
+        if not len(self.dead):
+            return local + self.base
+        return local - np.searchsorted(self.dead, local) + self.base
+
+    def to_local(self, row: int) -> int:
+        """The local row of generation row ``row`` (which must fall in this segment)."""
+        offset = row - self.base
+        return offset if self.live_local is None else int(self.live_local[offset])
+
+
+def _live_segment(seg: Segment, base: int, deleted: list[int]) -> LiveSegment:
+    dead = np.unique(np.asarray(deleted, dtype=np.int64))
+    if len(dead) and (dead[0] < 0 or dead[-1] >= seg.rows):
+        raise IndexCorruptError(
+            f"a tombstone of segment '{seg.folder}' is outside its {seg.rows} rows; {REBUILD_HINT}"
+        )
+    mask = np.zeros(seg.rows, dtype=bool)
+    mask[dead] = True
+    live_local = np.flatnonzero(~mask).astype(np.int64) if len(dead) else None
+    return LiveSegment(seg, base, dead, mask, live_local)
+
+
+class PassageView(Sequence[Passage]):
+    """The live passages of a generation, parsed when read."""
+
+    def __init__(self, gen: IndexGeneration) -> None:
+        self._gen = gen
+
+    def __len__(self) -> int:
+        return self._gen.size
+
+    @overload
+    def __getitem__(self, row: int) -> Passage: ...
+    @overload
+    def __getitem__(self, row: slice) -> Sequence[Passage]: ...
+    def __getitem__(self, row: int | slice) -> Passage | Sequence[Passage]:
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        if not -self._gen.size <= row < self._gen.size:
+            raise IndexError(row)
+        ls, local = self._gen.locate(row % self._gen.size)
+        return ls.segment.passage(local)
+
+    def __iter__(self) -> Iterator[Passage]:
+        for ls in self._gen.segments:
+            for local in range(ls.segment.rows):
+                if not ls.dead_mask[local]:
+                    yield ls.segment.passage(local)
+
+
+@dataclass(eq=False)
 class IndexGeneration:
-    """One immutable generation, fully in memory. Queries hold a reference for their duration."""
+    """One immutable generation. Queries hold a reference for their duration."""
 
     generation: str
     path: Path
     manifest: dict[str, Any]
-    passages: list[Passage]
-    faiss_index: faiss.Index
-    lexical: LexicalIndex
-    #: Unit vectors, row i for passage i (memory-mapped): cosine for any passage, not just hits.
-    vectors: npt.NDArray[np.float32]
-    #: Sentence vectors of all passages, in passage order; passage i owns rows
-    #: ``sentence_start[i]:sentence_start[i + 1]``.
-    sentence_vectors: npt.NDArray[Any]
-    sentence_start: npt.NDArray[np.int64]
-    #: source -> row numbers of its passages, in order.
+    segments: list[LiveSegment]
+    lexical: CorpusLexical
+    size: int
+    #: source -> generation rows of its passages, in order.
     by_source: dict[str, list[int]] = field(default_factory=dict)
+    _bases: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     _article_terms: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _chrome_vocabulary: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def passages(self) -> PassageView:
+        """The live passages, row ``i`` for generation row ``i``."""
+        return PassageView(self)
 
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
         """Per-source metadata recorded at build time."""
         docs: dict[str, dict[str, Any]] = self.manifest.get("documents", {})
         return docs
+
+    def locate(self, row: int) -> tuple[LiveSegment, int]:
+        """The segment holding generation row ``row`` and the local row there."""
+        ls = self.segments[int(np.searchsorted(self._bases, row, side="right")) - 1]
+        return ls, ls.to_local(row)
+
+    def vector(self, row: int) -> npt.NDArray[np.float32]:
+        """The unit vector of passage ``row``."""
+        ls, local = self.locate(row)
+        return np.asarray(ls.segment.vectors[local], dtype=np.float32)
+
+    def dense_search(
+        self, query: npt.NDArray[np.float32], k: int, *, allowed: npt.NDArray[np.int64] | None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` best (row, cosine) over every segment, best first; ties by row."""
+        hits: list[tuple[int, float]] = []
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        for ls in self.segments:
+            mask = ls.dead_mask
+            if allowed is not None:
+                mask = np.ones(ls.segment.rows, dtype=bool)
+                inside = allowed[(allowed >= ls.base) & (allowed < ls.base + ls.live)]
+                mask[[ls.to_local(int(r)) for r in inside]] = False
+            local, scores = search_segment(ls.segment, q, k, excluded=mask)
+            rows = ls.to_global(local)
+            hits.extend(zip((int(r) for r in rows), (float(s) for s in scores), strict=True))
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        return hits[:k]
+
+    def lexical_search(
+        self, question: str, k: int, *, allowed: npt.NDArray[np.int64] | None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` best (row, BM25 score > 0), best first; ties by row. Only the rows that
+        contain a word of the question are scored."""
+        hits: list[tuple[int, float]] = []
+        for ls, scores in zip(self.segments, self.lexical.part_scores(question), strict=True):
+            if allowed is not None:
+                keep = np.zeros(len(scores), dtype=bool)
+                inside = allowed[(allowed >= ls.base) & (allowed < ls.base + ls.live)]
+                keep[[ls.to_local(int(r)) for r in inside]] = True
+                scores = np.where(keep, scores, np.float32(0.0))
+            local = np.flatnonzero(scores > 0)
+            if len(local) > k:
+                kth = np.partition(scores[local], len(local) - k)[len(local) - k]
+                local = local[scores[local] >= kth]
+            rows = ls.to_global(local.astype(np.int64))
+            hits.extend(zip((int(r) for r in rows), (float(s) for s in scores[local]), strict=True))
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        return hits[:k]
+
+    def lexical_scores(self, question: str) -> npt.NDArray[np.float32]:
+        """BM25 score of every live passage, by generation row."""
+        parts = self.lexical.part_scores(question)
+        out = [p[~ls.dead_mask] for p, ls in zip(parts, self.segments, strict=True)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def article_terms(self, source: str) -> frozenset[str]:
         """Every (stemmed) term of one article's passages and title, cached per generation."""
@@ -69,8 +199,10 @@ class IndexGeneration:
 
     def sentence_scores(self, row: int, vector: npt.NDArray[np.float32]) -> list[float]:
         """Cosine of each sentence of passage ``row`` with the question ``vector``."""
-        lo, hi = int(self.sentence_start[row]), int(self.sentence_start[row + 1])
-        block = np.asarray(self.sentence_vectors[lo:hi], dtype=np.float32)
+        ls, local = self.locate(row)
+        seg = ls.segment
+        lo, hi = int(seg.sentence_start[local]), int(seg.sentence_start[local + 1])
+        block = np.asarray(seg.sentence_vectors[lo:hi], dtype=np.float32)
         return [float(x) for x in block @ vector.reshape(-1)]
 
     @property
@@ -80,24 +212,68 @@ class IndexGeneration:
         return str(value) if value is not None else None
 
 
-def load_index(settings: Settings, *, verify: bool = True) -> IndexGeneration:
-    """Load the live generation, checking compatibility and (by default) every file's checksum."""
-    stored = storage.read_generation(settings, verify=verify)
-    index, lexical = storage.read_search_indexes(stored)
-    tune_for_search(index, ef_search=settings.hnsw_ef_search)
-    by_source: dict[str, list[int]] = {}
-    for row, p in enumerate(stored.passages):
-        by_source.setdefault(p.source, []).append(row)
-    log.info("loaded index generation %s (%d passages)", stored.folder.name, len(stored.passages))
-    return IndexGeneration(
-        generation=stored.folder.name,
-        path=stored.folder,
-        manifest=stored.manifest,
-        passages=stored.passages,
-        faiss_index=index,
-        lexical=lexical,
-        vectors=stored.vectors,
-        sentence_vectors=stored.sentence_vectors,
-        sentence_start=stored.sentence_start,
-        by_source=by_source,
+def _by_source(
+    documents: dict[str, dict[str, Any]], segments: dict[str, LiveSegment]
+) -> dict[str, list[int]]:
+    """Generation rows of each document, from its record (segment, first row, count)."""
+    out: dict[str, list[int]] = {}
+    for source, doc in documents.items():
+        ls = segments.get(str(doc.get("segment")))
+        count = len(doc.get("passages", []))
+        if ls is None:
+            if count:
+                raise IndexCorruptError(
+                    f"document '{source}' lives in segment {doc.get('segment')!r}, which the "
+                    f"generation does not list; {REBUILD_HINT}"
+                )
+            out[source] = []
+            continue
+        first = int(doc.get("row", 0))
+        start = int(ls.to_global(np.asarray([first], dtype=np.int64))[0])
+        out[source] = list(range(start, start + count))
+    return out
+
+
+def load_index(
+    settings: Settings, *, verify: bool = True, full_check: bool | None = None
+) -> IndexGeneration:
+    """Load the live generation: compatibility, then each segment's checks (sizes always;
+    checksums with ``verify`` for segments small enough, or all with ``full_check``)."""
+    folder, manifest = storage.read_live_manifest(settings, verify=verify)
+    segments: list[LiveSegment] = []
+    base = 0
+    for entry in manifest["segments"]:
+        full = full_check if full_check is not None else (None if verify else False)
+        seg = open_segment(settings.index_dir, str(entry.get("id")), full_check=full)
+        tune_for_search(seg.faiss_index, ef_search=settings.hnsw_ef_search)
+        ls = _live_segment(seg, base, list(entry.get("deleted", [])))
+        segments.append(ls)
+        base += ls.live
+    parts = [
+        LexicalPart(
+            ls.segment.postings,
+            ls.dead_mask,
+            dead_term_counts(ls.segment.passage(int(r)).embed_text() for r in ls.dead),
+        )
+        for ls in segments
+    ]
+    by_id = {ls.segment.id: ls for ls in segments}
+    gen = IndexGeneration(
+        generation=folder.name,
+        path=folder,
+        manifest=manifest,
+        segments=segments,
+        lexical=CorpusLexical(parts),
+        size=base,
+        by_source=_by_source(manifest["documents"], by_id),
+        _bases=np.asarray([ls.base for ls in segments], dtype=np.int64),
     )
+    if manifest.get("passages") != base:
+        raise IndexCorruptError(
+            f"index '{folder}' lists {manifest.get('passages')} passages but its segments hold "
+            f"{base}; {REBUILD_HINT}"
+        )
+    log.info(
+        "loaded index generation %s (%d passages, %d segments)", folder.name, base, len(segments)
+    )
+    return gen

@@ -1,21 +1,18 @@
-"""The index on disk, owned here alone: file names, the CURRENT pointer, writing, reading, checks.
+"""The index on disk, owned here with :mod:`qa.index.segments`: names, CURRENT, generations.
 
 Layout::
 
     embeddings/
       CURRENT                 name of the live generation (replaced atomically)
       .build.lock             held by the one build allowed at a time
-      generations/<id>/       one complete, immutable index generation
-        manifest.json         written last; lists every other file with its SHA-256
-        passages.jsonl        the passage store (text, source, offsets, sentences)
-        vectors.npy           passage unit vectors, float32, row i for passage i
-        sentences.npy         sentence unit vectors, float16, in passage order
-        index.faiss           the FAISS index over vectors.npy
-        bm25/                 the BM25 index (bm25s)
+      segments/<id>/          immutable segments (see qa.index.segments), shared by generations
+      generations/<id>/       one generation: which segments, which of their rows are deleted
+        manifest.json         written last: segments and tombstones, documents, model, checksums
         extracted/<sha256>.json  text, title, date extracted from each PDF or Word file
 
-A build writes a new generation folder aside, then swaps ``CURRENT``. Readers only ever follow
-``CURRENT``, so they see the old generation or the new one, never a half-written one.
+A build writes a new segment and a new generation folder aside, then swaps ``CURRENT``. Readers
+only ever follow ``CURRENT``, so they see the old generation or the new one, never a half-written
+one. A segment is deleted only once no kept generation lists it.
 """
 
 from __future__ import annotations
@@ -28,32 +25,22 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import faiss
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from qa.config import Settings
 from qa.embed.registry import model_id_for
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index.lexical import LexicalIndex
-from qa.ingest.passages import Passage
+from qa.index.segments import segments_dir
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
-PASSAGES = "passages.jsonl"
-VECTORS = "vectors.npy"
-SENTENCES = "sentences.npy"
-FAISS_INDEX = "index.faiss"
-BM25 = "bm25"
 EXTRACTED = "extracted"
 
-SCHEMA_VERSION = 1
+#: 2: segments. 1 was one folder per generation holding every file; it is refused (see below).
+SCHEMA_VERSION = 2
 #: Bumped whenever article cleaning, sentence splitting or chunking changes its output.
 CHUNKER_VERSION = 1
 REBUILD_HINT = "run `python -m qa index --rebuild` to rebuild the index"
@@ -231,7 +218,35 @@ def prune(index_dir: Path, *, keep: int) -> list[str]:
     removed = [n for n in names if n not in kept]
     for name in removed:
         shutil.rmtree(root / name, ignore_errors=True)
+    _collect_segments(index_dir, [root / n for n in names if n in kept])
     return removed
+
+
+def _collect_segments(index_dir: Path, generations: list[Path]) -> None:
+    """Delete segments (and half-written ones) that no kept generation lists.
+
+    A server still answering from a pruned generation keeps its segments' files open (memory
+    maps), so their data stays readable after the names are gone.
+    """
+    root = segments_dir(index_dir)
+    if not root.is_dir():
+        return
+    used: set[str] = set()
+    for folder in generations:
+        try:
+            listed = read_manifest(folder).get("segments", [])
+        except IndexCorruptError:
+            return  # cannot tell what a damaged generation uses: delete nothing
+        used.update(str(s.get("id")) for s in listed if isinstance(s, dict))
+    for path in root.iterdir():
+        if path.name not in used:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def segments_in_use(index_dir: Path) -> list[str]:
+    """Segment folders on disk (for tests and ``qa index --check``)."""
+    root = segments_dir(index_dir)
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
 def chunking_settings(settings: Settings) -> dict[str, Any]:
@@ -249,6 +264,12 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, *, where: Pat
         f"rebuild it with `python -m qa index --rebuild --index {where.parent.parent}` "
         "(or point the settings back at what it was built with)"
     )
+    if manifest.get("schema_version") == 1:
+        raise IndexMismatchError(
+            f"index '{where}' uses the single-folder layout of seedqa before segments "
+            f"(schema version 1), which this seedqa does not read; rebuild it with "
+            f"`python -m qa index --rebuild --index {where.parent.parent}`"
+        )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise IndexMismatchError(
             f"index '{where}' has schema version {manifest.get('schema_version')!r}, this "
@@ -270,68 +291,19 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, *, where: Pat
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredGeneration:
-    """A generation's files as read from disk, checked against each other and the manifest."""
-
-    folder: Path
-    manifest: dict[str, Any]
-    passages: list[Passage]
-    #: Passage unit vectors, row i for passage i (memory-mapped unless read in full).
-    vectors: npt.NDArray[np.float32]
-    #: Sentence unit vectors of all passages, in passage order (float16 on disk).
-    sentence_vectors: npt.NDArray[Any]
-    #: Passage i owns sentence rows ``sentence_start[i]:sentence_start[i + 1]``.
-    sentence_start: npt.NDArray[np.int64]
-
-
-def sentence_starts(passages: list[Passage]) -> npt.NDArray[np.int64]:
-    """Prefix sums of sentence counts: passage i owns sentence rows ``[s[i], s[i + 1])``."""
-    counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-
-def read_passages(folder: Path) -> list[Passage]:
-    """The passage store of a generation folder."""
-    path = folder / PASSAGES
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [Passage.from_json(json.loads(line)) for line in fh if line.strip()]
-    except (OSError, ValueError, TypeError) as exc:
-        raise IndexCorruptError(f"passage store '{path}' is unreadable: {exc}") from None
-
-
-def read_generation(
-    settings: Settings, *, verify: bool = True, mmap: bool = True
-) -> StoredGeneration:
-    """The live generation's manifest, passages and vectors, after every check that can fail.
-
-    Compatibility with ``settings`` (schema, model, chunking) is always checked; with ``verify``
-    every file's SHA-256 too. ``mmap`` maps the vector files instead of reading them.
-    """
+def read_live_manifest(settings: Settings, *, verify: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The live generation's folder and manifest, after the compatibility checks and (with
+    ``verify``) the checksums of the generation's own small files. Segments are checked when
+    they are opened (:func:`qa.index.segments.open_segment`)."""
     folder = current_path(settings.index_dir)
     manifest = read_manifest(folder)
     check_compatible(manifest, settings, where=folder)
+    segments = manifest.get("segments")
+    if not isinstance(segments, list) or not isinstance(manifest.get("documents"), dict):
+        raise IndexCorruptError(f"index manifest '{folder / MANIFEST}' lists no segments")
     if verify:
         verify_checksums(folder, manifest.get("files", {}))
-    passages = read_passages(folder)
-    try:
-        mode: Literal["r"] | None = "r" if mmap else None
-        vectors = np.load(folder / VECTORS, mmap_mode=mode, allow_pickle=False)
-        sentences = np.load(folder / SENTENCES, mmap_mode=mode, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(
-            f"vectors in '{folder}' are unreadable ({exc}); {REBUILD_HINT}"
-        ) from None
-    starts = sentence_starts(passages)
-    if len(vectors) != len(passages) or manifest.get("passages") != len(passages):
-        raise IndexCorruptError(
-            f"index '{folder}' holds {len(vectors)} vectors for {len(passages)} passages; "
-            f"{REBUILD_HINT}"
-        )
-    if starts[-1] != len(sentences):
-        raise IndexCorruptError(f"index '{folder}' has a sentence vector count that does not match")
-    return StoredGeneration(folder, manifest, passages, vectors, sentences, starts)
+    return folder, manifest
 
 
 def read_extracted(folder: Path, content_hash: str) -> dict[str, Any] | None:
@@ -342,46 +314,14 @@ def read_extracted(folder: Path, content_hash: str) -> dict[str, Any] | None:
     return dict(json.loads(path.read_text(encoding="utf-8")))  # checksummed when loaded
 
 
-def read_search_indexes(stored: StoredGeneration) -> tuple[faiss.Index, LexicalIndex]:
-    """The FAISS and BM25 indexes of a generation, checked against its passage count."""
-    path = stored.folder / FAISS_INDEX
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise IndexCorruptError(f"FAISS index '{path}' is unreadable: {exc}") from None
-    if index.ntotal != len(stored.passages):
-        raise IndexCorruptError(
-            f"index '{stored.folder}' holds {index.ntotal} vectors for {len(stored.passages)} "
-            f"passages; {REBUILD_HINT}"
-        )
-    return index, LexicalIndex.load(stored.folder / BM25, len(stored.passages))
-
-
 def write_generation(
     folder: Path,
     *,
-    passages: list[Passage],
-    vectors: npt.NDArray[np.float32],
-    sentence_vectors: npt.NDArray[np.float32],
-    faiss_index: faiss.Index,
-    lexical: LexicalIndex,
     manifest: dict[str, Any],
     extracted: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Write every file of a generation into its staging ``folder``, the manifest last.
-
-    The manifest gets the schema version, the passage count and each file's checksum; files are
-    fsynced before it is written, so a manifest never describes data that is not on disk.
-    """
-    with open(folder / PASSAGES, "w", encoding="utf-8") as fh:
-        for p in passages:
-            fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
-    np.save(folder / VECTORS, vectors, allow_pickle=False)
-    # Half precision is plenty for ranking a handful of sentences, at half the disk and memory.
-    np.save(folder / SENTENCES, sentence_vectors.astype(np.float16), allow_pickle=False)
-    faiss.write_index(faiss_index, str(folder / FAISS_INDEX))
-    (folder / BM25).mkdir()
-    lexical.save(folder / BM25)
+    """Write a generation into its staging ``folder``: the extracted texts, then the manifest
+    (which lists its segments, their tombstones and each file's checksum) last."""
     (folder / EXTRACTED).mkdir()  # keyed by content hash: a renamed file keeps its text
     for content_hash, record in (extracted or {}).items():
         (folder / EXTRACTED / f"{content_hash}.json").write_text(json.dumps(record), "utf-8")
@@ -392,8 +332,17 @@ def write_generation(
     full = {
         "schema_version": SCHEMA_VERSION,
         "generation": folder.name,
-        "passages": len(passages),
         **manifest,
         "files": file_checksums(folder),
     }
     write_atomic(folder / MANIFEST, json.dumps(full, indent=1).encode("utf-8"))
+
+
+def publish(
+    index_dir: Path, manifest: dict[str, Any], extracted: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Write a generation that lists existing segments and make it the live one; its id."""
+    with staging(index_dir) as (generation, folder):
+        write_generation(folder, manifest=manifest, extracted=extracted)
+        set_current(index_dir, generation)
+    return generation

@@ -52,17 +52,39 @@ def build_faiss(
         index.add(vectors)
         index.nprobe = max(1, nlist // 16)
         return index, {"type": "ivf", "nlist": nlist}
+    if index_type == "ivfpq":
+        return _build_ivfpq(vectors)
     raise ValueError(f"unknown index type {index_type!r}")
+
+
+def _build_ivfpq(vectors: Vectors) -> tuple[Any, dict[str, Any]]:
+    """IVF with product-quantised codes: ``dim / 8`` bytes a vector instead of ``4 * dim``.
+    Its scores are approximate; :func:`search_segment` recomputes the exact cosine."""
+    n, dim = vectors.shape
+    nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))
+    m = next(d for d in (dim // 8, dim // 4, dim // 2, dim) if d and dim % d == 0)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    sample = vectors[rng.choice(n, size=min(n, max(nlist * 64, 256 * 40)), replace=False)]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    index.nprobe = max(1, nlist // 8)
+    return index, {"type": "ivfpq", "nlist": nlist, "m": m, "nprobe": index.nprobe}
 
 
 def tune_for_search(index: Any, *, ef_search: int) -> None:
     """Apply query-time parameters after loading (they are not all stored in the file)."""
-    if isinstance(index, faiss.IndexHNSW):
+    if index is not None and isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = ef_search
 
 
 def search(
-    index: Any, queries: Vectors, k: int, *, allowed: Sequence[int] | None = None
+    index: Any,
+    queries: Vectors,
+    k: int,
+    *,
+    allowed: Sequence[int] | npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Top-``k`` (scores, ids) per query row; ``allowed`` limits the search to those ids.
 
@@ -82,3 +104,41 @@ def search(
             params = lib.SearchParameters(sel=selector)
         scores, ids = index.search(queries, k, params=params)
     return scores, ids
+
+
+#: An approximate index is asked for this many times ``k`` candidates before the exact re-rank.
+OVERSEARCH = 4
+
+
+def search_segment(
+    segment: Any, query: Vectors, k: int, *, excluded: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The ``k`` best local rows of one segment (``excluded`` rows never), best first, with
+    their exact cosine recomputed from the stored vectors whatever the index type (ties by row).
+
+    A segment without a FAISS index is searched exactly over its memory-mapped vectors.
+    """
+    vectors = segment.vectors
+    n = len(vectors)
+    if n == 0 or k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if segment.faiss_index is None:
+        scores = np.asarray(vectors @ query, dtype=np.float32)
+        scores[excluded] = -np.inf
+        candidates = np.flatnonzero(~excluded)
+        if len(candidates) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            # Everything tied with the k-th score competes, so ties are broken by row alone.
+            kth = scores[top].min()
+            candidates = np.flatnonzero(scores >= kth)
+    else:
+        allowed = np.flatnonzero(~excluded)
+        want = min(len(allowed), max(k * OVERSEARCH, 100))
+        if not want:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        sel = None if len(allowed) == n else allowed
+        _, ids = search(segment.faiss_index, query.reshape(1, -1), want, allowed=sel)
+        candidates = np.unique(ids[0][ids[0] >= 0])
+    exact = np.asarray(vectors[candidates] @ query, dtype=np.float32).reshape(-1)
+    order = np.lexsort((candidates, -exact))[:k]
+    return candidates[order].astype(np.int64), exact[order]
