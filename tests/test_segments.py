@@ -183,7 +183,7 @@ def test_tiered_policy() -> None:
     assert plan_merge(small[:1], factor=4, floor=100, force=True) == []
 
 
-def test_random_edits_merges_and_queries_lose_nothing(settings: Settings) -> None:
+def test_random_edits_merges_and_queries_lose_nothing(settings: Settings, tmp_path: Path) -> None:
     """100 rounds of random adds, edits, deletes, merges and queries over many segments."""
     settings = _many(settings, 12).replace(merge_factor=4, merge_floor=3, keep_generations=1)
     build_index(settings)
@@ -219,6 +219,13 @@ def test_random_edits_merges_and_queries_lose_nothing(settings: Settings) -> Non
         for h in retrieve(served, "port city", None, k=5, mode="bm25"):
             assert h.passage.text  # the old generation still reads its (maybe deleted) segments
         assert len(gen.segments) <= 3 * settings.merge_factor
+        if n % 10 == 9:  # the same scores as the corpus indexed afresh in one segment
+            fresh = settings.replace(index_dir=tmp_path / f"fresh{n}")
+            build_index(fresh)
+            one = load_index(fresh)
+            for q in ["port city trade", f"mark{n - 1} river", "glass plant"]:
+                for x, y in zip(_scores(one, q), _scores(gen, q), strict=True):
+                    _same_top(x, y)
     on_disk = set(store.segments_in_use(settings.index_dir))
     assert {ls.segment.id for ls in load_index(settings).segments} <= on_disk
 

@@ -54,7 +54,7 @@ _POSTINGS = {
 }
 #: Segments up to this size are checksummed in full whenever they are opened; larger ones only
 #: get the cheap checks (sizes, counts) at start-up and in full on write and ``qa index --check``.
-FULL_CHECK_BYTES = 256 * 1024 * 1024
+FULL_CHECK_BYTES = 64 * 1024 * 1024
 REBUILD_HINT = "run `python -m qa index --rebuild` to rebuild the index"
 
 
