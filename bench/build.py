@@ -46,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="build")
     args = p.parse_args(argv)
     from qa.config import Settings
-    from qa.index import storage as store
     from qa.index.builder import build_index
-    from qa.index.storage import read_passages
+    from qa.index.generation import load_index
 
     docs = 20 if args.quick else args.docs
     reps = 1 if args.quick else args.reps
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = build_index(settings, rebuild=True)
             full_s.append(time.perf_counter() - t)
             if not texts:
-                passages = read_passages(store.current_path(settings.index_dir))
+                passages = list(load_index(settings).passages)
                 texts = list(dict.fromkeys(p.embed_text() for p in passages))
             t = time.perf_counter()
             bare.encode(

@@ -29,14 +29,13 @@ MIN_COSINE = 0.999
 def seed_passages() -> list[str]:
     """The texts seedqa embeds for ``seeds/`` (built with the real model into a temp folder)."""
     from qa.config import Settings
-    from qa.index import storage as store
     from qa.index.builder import build_index
-    from qa.index.storage import read_passages
+    from qa.index.generation import load_index
 
     with tempfile.TemporaryDirectory(prefix="seedqa-bench-") as tmp:
         settings = Settings(seeds_dir=c.SEEDS, index_dir=Path(tmp))
         build_index(settings)
-        return [p.embed_text() for p in read_passages(store.current_path(settings.index_dir))]
+        return [p.embed_text() for p in list(load_index(settings).passages)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     from qa.ask.service import QAService
     from qa.config import Settings
     from qa.embed.registry import load_embedder
-    from qa.index import storage as store
     from qa.index.builder import build_index
-    from qa.index.storage import read_passages
+    from qa.index.generation import load_index
 
     docs = 20 if args.quick else args.docs
     nq = 10 if args.quick else args.queries
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = build_index(settings, rebuild=True)
             seed_s.append(time.perf_counter() - t)
             if not rows:
-                passages = read_passages(store.current_path(settings.index_dir))
+                passages = list(load_index(settings).passages)
                 rows = [(i, p.embed_text(), None) for i, p in enumerate(passages)]
             txtai = Embeddings(**txtai_args)
             t = time.perf_counter()

@@ -150,3 +150,12 @@ def test_txtai_peer_quick(tmp_path: Path) -> None:
     assert {"seedqa_median", "txtai_median", "txtai_over_seedqa"} <= result["index_s"].keys()
     assert {"txtai_search", "seedqa_dense", "seedqa_hybrid"} <= result["query"].keys()
     assert {"query_speedup", "index_faster"} == result["targets"].keys()
+
+
+def test_segments_quick(tmp_path: Path) -> None:
+    result = run_quick("segments.py", tmp_path)
+    (size,) = result["pipeline"]
+    assert {"publish", "cold_start", "query", "query_during_merge", "passages"} <= size.keys()
+    assert {"edit_ms", "add_ms", "delete_ms", "scan_ms"} <= size["publish"].keys()
+    (point,) = result["ann"]
+    assert point["sweep"] and {"recall_at_10", "p50_ms"} <= point["sweep"][0].keys()
