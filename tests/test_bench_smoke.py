@@ -158,4 +158,5 @@ def test_segments_quick(tmp_path: Path) -> None:
     assert {"publish", "cold_start", "query", "query_during_merge", "passages"} <= size.keys()
     assert {"edit_ms", "add_ms", "delete_ms", "scan_ms"} <= size["publish"].keys()
     (point,) = result["ann"]
-    assert point["sweep"] and {"recall_at_10", "p50_ms"} <= point["sweep"][0].keys()
+    assert point["sweep"]
+    assert {"recall_at_10", "p50_ms"} <= point["sweep"][0].keys()
