@@ -13,7 +13,7 @@ model: this measures storage, publishing, loading and search, not the model):
   merge of all segments runs in another thread.
 
 Part ``ann`` measures the approximate segment index alone on synthetic 384-d unit vectors
-(a mixture of clusters, as sentence embeddings are): IVF-PQ with the exact re-rank of
+(``bench/search.py``'s low-dimensional data and near queries): IVF-PQ with the exact re-rank of
 ``qa.index.vectors.search_segment`` against exact search, recall@10 and p50 per query, bytes per
 vector, build time.
 """
@@ -33,6 +33,7 @@ from typing import Any
 
 import _common as c
 import numpy as np
+from search import lowdim_vectors, near_queries
 
 COLD = """
 import json, sys, time
@@ -166,30 +167,15 @@ def pipeline(n_docs: int, rounds: int, work: Path) -> dict[str, Any]:
     return out
 
 
-def clustered(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit vectors around ``sqrt(n)`` random centres."""
-    centres = rng.standard_normal((max(16, int(np.sqrt(n))), dim)).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
-    for lo in range(0, n, 100_000):
-        hi = min(n, lo + 100_000)
-        pick = rng.integers(0, len(centres), hi - lo)
-        out[lo:hi] = centres[pick] + 0.9 * rng.standard_normal((hi - lo, dim)).astype(np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
-
-
 def ann(n: int, dim: int, queries: int) -> dict[str, Any]:
     """IVF-PQ plus exact re-rank against exact search over the same vectors."""
     from types import SimpleNamespace
 
     from qa.index.vectors import build_faiss, search_segment
 
-    rng = np.random.default_rng(0)
-    vectors = clustered(n, dim, rng)
-    qv = vectors[rng.choice(n, queries, replace=False)] + 0.3 * rng.standard_normal(
-        (queries, dim)
-    ).astype(np.float32)
-    qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    # The data and queries of bench/search.py --data lowdim, so the figures compare with HNSW's.
+    vectors = lowdim_vectors(n, dim, seed=n)
+    qv = near_queries(vectors, queries, seed=1)
     none = np.zeros(n, dtype=bool)
     exact_seg = SimpleNamespace(vectors=vectors, faiss_index=None)
     t = time.perf_counter()
