@@ -149,17 +149,7 @@ def _build_locked(
     vectors, sentence_vectors, summary.embedded = _vectors_for(
         new, previous, gone, embedder_, settings, progress=progress
     )
-    if embedder_ is None and previous is None:
-        embedder_ = load_embedder(settings)  # an empty seeds folder still records the model
-    if embedder_ is not None:
-        model_info = {
-            "id": embedder_.model_id,
-            "dimension": embedder_.dimension,
-            "max_seq_length": embedder_.max_seq_length,
-        }
-    else:
-        assert previous is not None  # narrowed above; kept for mypy
-        model_info = previous.manifest["model"]
+    model_info = _model_info(settings, embedder_, previous)
     segments = _tombstoned(previous, gone)
     if new:
         seg_id = _write_segment(settings, new, vectors, sentence_vectors)
@@ -188,6 +178,21 @@ def _build_locked(
     summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info("built generation %s: %s", summary.generation, summary.to_json())
     return summary
+
+
+def _model_info(
+    settings: Settings, embedder: Embedder | None, previous: IndexGeneration | None
+) -> dict[str, Any]:
+    """What the manifest records of the model (an empty seeds folder still records it)."""
+    if embedder is None and previous is not None:
+        model: dict[str, Any] = previous.manifest["model"]
+        return model
+    embedder = embedder or load_embedder(settings)
+    return {
+        "id": embedder.model_id,
+        "dimension": embedder.dimension,
+        "max_seq_length": embedder.max_seq_length,
+    }
 
 
 def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[dict[str, Any]]:
