@@ -276,3 +276,52 @@ def test_check_verifies_every_checksum(settings: Settings) -> None:
     target.write_bytes(bytes(data))
     load_index(settings, verify=False)  # start-up's cheap checks see the right size
     assert cli_main([*args, "--model", "fake", "--check"]) == 2
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_a_large_segment_uses_the_approximate_index_with_exact_scores(
+    settings: Settings, tmp_path: Path, index_type: str
+) -> None:
+    _many(settings, 60)
+    exact = settings.replace(index_dir=tmp_path / "exact")
+    approx = settings.replace(
+        index_dir=tmp_path / "approx", exact_threshold=50, approximate_index=index_type
+    )
+    build_index(exact)
+    build_index(approx)
+    a, b = load_index(exact), load_index(approx)
+    assert a.segments[0].segment.faiss_index is None
+    assert b.segments[0].segment.faiss_index is not None
+    recall = []
+    for q in QUESTIONS:
+        vector = FakeEmbedder().embed([q])[0]
+        hits = b.dense_search(vector, 10, allowed=None)
+        for row, score in hits:  # the exact cosine, whatever the index scored
+            assert score == pytest.approx(float(b.vector(row) @ vector), abs=1e-6)
+        truth = set(_scores(a, q)[0])
+        recall.append(len({b.passages[r].chunk_id for r, _ in hits} & truth) / len(truth))
+    assert float(np.mean(recall)) >= 0.7
+
+
+def test_ivfpq_re_ranked_finds_the_exact_top_10() -> None:
+    from types import SimpleNamespace
+
+    from qa.index.vectors import PQ_MIN, build_faiss, search_segment
+
+    rng = np.random.default_rng(3)
+    latent = rng.standard_normal((PQ_MIN, 8)).astype(np.float32)
+    vectors = latent @ rng.standard_normal((8, 32)).astype(np.float32)
+    vectors += 0.05 * rng.standard_normal(vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index, info = build_faiss(vectors, index_type="ivfpq")
+    assert info["type"] == "ivfpq"
+    approx = SimpleNamespace(vectors=vectors, faiss_index=index)
+    exact = SimpleNamespace(vectors=vectors, faiss_index=None)
+    none = np.zeros(len(vectors), dtype=bool)
+    recall = []
+    for q in vectors[rng.choice(len(vectors), 30, replace=False)]:
+        rows, scores = search_segment(approx, q, 10, excluded=none)
+        truth, _ = search_segment(exact, q, 10, excluded=none)
+        assert np.allclose(scores, vectors[rows] @ q, atol=1e-6)
+        recall.append(len(set(rows.tolist()) & set(truth.tolist())) / 10)
+    assert float(np.mean(recall)) >= 0.9
