@@ -200,12 +200,86 @@ def ann(n: int, dim: int, queries: int) -> dict[str, Any]:
     return out
 
 
+def passage_store(n: int, work: Path, reads: int = 2000) -> dict[str, Any]:
+    """Opening a passage store and reading random passages: the offsets table into a
+    memory-mapped JSON-lines file (what segments use) against SQLite (one row per passage)."""
+    import json
+    import sqlite3
+
+    from qa.index.lexical import Postings
+    from qa.index.segments import SegmentData, open_segment, write_segment
+
+    docs = c.scifact_docs()
+    records = (
+        {
+            "chunk_id": f"d{i}#0",
+            "source": f"d{i}.txt",
+            "title": docs[i % len(docs)]["title"],
+            "date": None,
+            "start": 0,
+            "end": 10,
+            "text": docs[i % len(docs)]["text"],
+            "embed_hash": str(i),
+            "tokens": 100,
+            "sentences": [[0, 10]],
+        }
+        for i in range(n)
+    )
+    lines = [(json.dumps(r) + "\n").encode() for r in records]
+    empty = Postings(
+        np.zeros(0, np.uint64),
+        np.zeros(1, np.int64),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.float32),
+        np.zeros(n, np.int32),
+    )
+    data = SegmentData(
+        passages=lines,
+        vectors=np.zeros((n, 8), np.float32),
+        sentence_vectors=np.zeros((n, 8), np.float32),
+        sentence_counts=np.ones(n, np.int64),
+        postings=empty,
+        faiss_index=None,
+        index_info={"type": "flat"},
+    )
+    root = work / f"store{n}"
+    seg_id = write_segment(root, data)
+    db = root / "passages.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE p (row INTEGER PRIMARY KEY, json TEXT)")
+        rows_in = ((i, x.decode()) for i, x in enumerate(lines))
+        con.executemany("INSERT INTO p VALUES (?, ?)", rows_in)
+    rows = [int(r) for r in np.random.default_rng(0).integers(0, n, reads)]
+    t = time.perf_counter()
+    seg = open_segment(root, seg_id, full_check=False)
+    out: dict[str, Any] = {"passages": n, "offsets_open_ms": _ms_since(t)}
+    out["offsets_read"] = c.summary_ms(c.time_calls(seg.passage, rows))
+    t = time.perf_counter()
+    con = sqlite3.connect(db)
+    out["sqlite_open_ms"] = _ms_since(t)
+
+    def read_sqlite(r: int) -> object:
+        (raw,) = con.execute("SELECT json FROM p WHERE row = ?", (r,)).fetchone()
+        return json.loads(raw)
+
+    out["sqlite_read"] = c.summary_ms(c.time_calls(read_sqlite, rows))
+    con.close()
+    out["offsets_bytes"] = sum(f.stat().st_size for f in (root / "segments" / seg_id).glob("*"))
+    out["sqlite_bytes"] = db.stat().st_size
+    return out
+
+
+def _ms_since(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     p = c.parser(__doc__)
     p.add_argument("--docs", type=int, nargs="*", default=[2000, 20000], help="corpus sizes")
     p.add_argument("--ann", type=int, nargs="*", default=[100_000, 1_000_000], help="vectors")
     p.add_argument("--rounds", type=int, default=5, help="publish rounds per kind of edit")
+    p.add_argument("--store", type=int, nargs="*", default=[100_000], help="passage store sizes")
     p.add_argument("--keep", type=Path, help="build in this folder and keep it")
     args = p.parse_args(argv)
     docs = [40] if args.quick else args.docs
@@ -219,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="seedqa-segments-", dir=args.keep))
     try:
         result["pipeline"] = [pipeline(n, rounds, work) for n in docs]
+        stores = [500] if args.quick else args.store
+        result["passage_store"] = [passage_store(n, work) for n in stores]
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

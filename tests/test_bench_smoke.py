@@ -157,6 +157,7 @@ def test_segments_quick(tmp_path: Path) -> None:
     (size,) = result["pipeline"]
     assert {"publish", "cold_start", "query", "query_during_merge", "passages"} <= size.keys()
     assert {"edit_ms", "add_ms", "delete_ms", "scan_ms"} <= size["publish"].keys()
+    assert {"offsets_read", "sqlite_read"} <= result["passage_store"][0].keys()
     (point,) = result["ann"]
     assert point["sweep"]
     assert {"recall_at_10", "p50_ms"} <= point["sweep"][0].keys()
