@@ -113,8 +113,11 @@ def build_index(
     try:
         if before is not None:
             before()
-        summary = _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
-        merged = merge_segments(settings, force=merge)
+        summary, listed = _build_locked(
+            settings, embedder=embedder, rebuild=rebuild, progress=progress
+        )
+        # Nothing changed and no merge asked: the policy already ran after the last change.
+        merged = merge_segments(settings, force=merge, listed=listed) if listed or merge else None
         if merged is not None:
             summary.generation, summary.merged = merged, True
             store.prune(settings.index_dir, keep=settings.keep_generations)
@@ -125,7 +128,9 @@ def build_index(
 
 def _build_locked(
     settings: Settings, *, embedder: Embedder | None, rebuild: bool, progress: bool
-) -> BuildSummary:
+) -> tuple[BuildSummary, list[dict[str, Any]] | None]:
+    """The build itself, and the segment list of the generation it published (``None``: it
+    published none)."""
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
@@ -144,7 +149,7 @@ def _build_locked(
     if not summary.changed:
         summary.generation = store.current_generation(settings.index_dir)
         summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
-        return summary
+        return summary, None
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
         new, previous, gone, embedder_, settings, progress=progress
@@ -177,7 +182,7 @@ def _build_locked(
     store.prune(settings.index_dir, keep=settings.keep_generations)
     summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info("built generation %s: %s", summary.generation, summary.to_json())
-    return summary
+    return summary, segments
 
 
 def _model_info(

@@ -229,7 +229,8 @@ def _by_source(
             out[source] = []
             continue
         first = int(doc.get("row", 0))
-        start = int(ls.to_global(np.asarray([first], dtype=np.int64))[0])
+        # A live document's rows are all live: only the tombstones before it shift it.
+        start = ls.base + first - (int(np.searchsorted(ls.dead, first)) if len(ls.dead) else 0)
         out[source] = list(range(start, start + count))
     return out
 

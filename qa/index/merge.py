@@ -134,18 +134,23 @@ def index_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-def merge_segments(settings: Settings, *, force: bool = False) -> str | None:
+def merge_segments(
+    settings: Settings, *, force: bool = False, listed: list[dict[str, Any]] | None = None
+) -> str | None:
     """Run the merge policy on the live generation (under the build lock): write the merged
-    segment, publish a generation listing it, and return that generation (``None``: no merge)."""
+    segment, publish a generation listing it, and return that generation (``None``: no merge).
+    ``listed`` is the live generation's segment list when the caller has it at hand."""
     if store.current_generation(settings.index_dir) is None:
         return None
-    gen = load_index(settings, verify=False)
-    sizes = [SegmentSize(ls.segment.id, ls.segment.rows, len(ls.dead)) for ls in gen.segments]
+    if listed is None:
+        listed = store.read_live_manifest(settings, verify=False)[1]["segments"]
+    sizes = [SegmentSize(str(e["id"]), int(e["rows"]), len(e["deleted"])) for e in listed]
     chosen_ids = plan_merge(
         sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force
     )
     if not chosen_ids:
         return None
+    gen = load_index(settings, verify=False)
     chosen = [ls for ls in gen.segments if ls.segment.id in set(chosen_ids)]
     live = sum(ls.live for ls in chosen)
     index_type = choose_index_type(

@@ -38,6 +38,7 @@ GENERATIONS = "generations"
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
 EXTRACTED = "extracted"
+SEGMENT_LIST = "segments.txt"
 
 #: 2: segments. 1 was one folder per generation holding every file; it is refused (see below).
 SCHEMA_VERSION = 2
@@ -234,6 +235,11 @@ def _collect_segments(index_dir: Path, generations: list[Path]) -> None:
     used: set[str] = set()
     for folder in generations:
         try:
+            used.update((folder / SEGMENT_LIST).read_text(encoding="utf-8").split())
+            continue
+        except (OSError, UnicodeDecodeError):
+            pass
+        try:
             listed = read_manifest(folder).get("segments", [])
         except IndexCorruptError:
             return  # cannot tell what a damaged generation uses: delete nothing
@@ -322,6 +328,9 @@ def write_generation(
 ) -> None:
     """Write a generation into its staging ``folder``: the extracted texts, then the manifest
     (which lists its segments, their tombstones and each file's checksum) last."""
+    # The segment ids alone, so that deleting unused segments need not parse every manifest.
+    ids = "".join(f"{entry['id']}\n" for entry in manifest.get("segments", []))
+    (folder / SEGMENT_LIST).write_text(ids, encoding="utf-8")
     (folder / EXTRACTED).mkdir()  # keyed by content hash: a renamed file keeps its text
     for content_hash, record in (extracted or {}).items():
         (folder / EXTRACTED / f"{content_hash}.json").write_text(json.dumps(record), "utf-8")
@@ -335,7 +344,8 @@ def write_generation(
         **manifest,
         "files": file_checksums(folder),
     }
-    write_atomic(folder / MANIFEST, json.dumps(full, indent=1).encode("utf-8"))
+    # Compact: at 100,000s of documents the manifest is tens of MB, and indenting doubles that.
+    write_atomic(folder / MANIFEST, json.dumps(full, separators=(",", ":")).encode("utf-8"))
 
 
 def publish(
