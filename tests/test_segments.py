@@ -301,6 +301,19 @@ def test_a_large_segment_uses_the_approximate_index_with_exact_scores(
         truth = set(_scores(a, q)[0])
         recall.append(len({b.passages[r].chunk_id for r, _ in hits} & truth) / len(truth))
     assert float(np.mean(recall)) >= 0.7
+    # Tombstones in an approximate segment never come back, whatever the index returns.
+    gone = b.passages[
+        b.dense_search(FakeEmbedder().embed([QUESTIONS[0]])[0], 1, allowed=None)[0][0]
+    ]
+    (approx.seeds_dir / gone.source).unlink()
+    build_index(approx)
+    c = load_index(approx)
+    assert c.segments[0].segment.faiss_index is not None
+    assert len(c.segments[0].dead)
+    for q in QUESTIONS:
+        hits = c.dense_search(FakeEmbedder().embed([q])[0], 30, allowed=None)
+        assert len(hits) == 30
+        assert gone.source not in {c.passages[r].source for r, _ in hits}
 
 
 def test_ivfpq_re_ranked_finds_the_exact_top_10() -> None:

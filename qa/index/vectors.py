@@ -145,13 +145,21 @@ def search_segment(
             kth = scores[top].min()
             candidates = np.flatnonzero(scores >= kth)
     else:
-        allowed = np.flatnonzero(~excluded)
-        want = min(len(allowed), max(k * OVERSEARCH, RERANK_MIN))
-        if not want:
+        n_excluded = int(np.count_nonzero(excluded))
+        want = min(n - n_excluded, max(k * OVERSEARCH, RERANK_MIN))
+        if want <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        sel = None if len(allowed) == n else allowed
-        _, ids = search(segment.faiss_index, query.reshape(1, -1), want, allowed=sel)
-        candidates = np.unique(ids[0][ids[0] >= 0])
+        if n_excluded <= want:
+            # A few tombstones: ask for that many more and drop them (a selector over every
+            # allowed id would cost more than the search).
+            _, ids = search(segment.faiss_index, query.reshape(1, -1), want + n_excluded)
+            found = ids[0][ids[0] >= 0]
+            found = found[~excluded[found]]
+        else:
+            allowed = np.flatnonzero(~excluded)
+            _, ids = search(segment.faiss_index, query.reshape(1, -1), want, allowed=allowed)
+            found = ids[0][ids[0] >= 0]
+        candidates = np.unique(found)
     exact = np.asarray(vectors[candidates] @ query, dtype=np.float32).reshape(-1)
     order = np.lexsort((candidates, -exact))[:k]
     return candidates[order].astype(np.int64), exact[order]
