@@ -44,3 +44,7 @@ class InvalidQueryError(QAError):
 
 class DocumentNotFoundError(QAError):
     """A document path is unknown or points outside the seeds folder."""
+
+
+class ReaderError(ConfigError):
+    """The reader or reranker folder is missing, not a model, or a model of the wrong kind."""

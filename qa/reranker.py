@@ -1,0 +1,73 @@
+"""Bring-your-own reranker: a sentence-transformers CrossEncoder folder, offline, on the CPU.
+
+A cross-encoder reads the question and a passage together and gives one relevance score per
+pair; sorting the retrieved passages by it reorders them before an answer is looked for.
+sentence-transformers (and so torch) is imported only when a reranker is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qa.errors import ReaderError
+from qa.hf_folder import check_model_folder
+
+log = logging.getLogger(__name__)
+
+#: Pairs per forward pass.
+PAIR_BATCH = 16
+
+
+class CrossEncoderReranker:
+    """Scores (question, text) pairs with a local cross-encoder; higher is more relevant."""
+
+    def __init__(self, *, path: Path, device: str = "cpu") -> None:
+        self.path = Path(path)
+        self.device = device
+        config = check_model_folder(
+            self.path,
+            role="reranker",
+            suffix="ForSequenceClassification",
+            kind="a cross-encoder (sequence classification)",
+        )
+        labels = int(getattr(config, "num_labels", 1))
+        if labels != 1:
+            raise ReaderError(
+                f"reranker folder '{self.path}' is a classifier with {labels} labels; "
+                "a cross-encoder reranker gives one score per pair (num_labels = 1)"
+            )
+        self._model = _load(self.path, device)
+
+    def score(self, question: str, texts: Sequence[str]) -> list[float]:
+        """One relevance score per text, in the order given."""
+        if not texts:
+            return []
+        scores = self._model.predict(
+            [(question, t) for t in texts],
+            batch_size=PAIR_BATCH,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [float(s) for s in scores]
+
+    def order(self, question: str, texts: Sequence[str]) -> list[int]:
+        """Indices of ``texts`` from the most to the least relevant (ties keep their order)."""
+        scores = self.score(question, texts)
+        return sorted(range(len(texts)), key=lambda i: -scores[i])
+
+
+def _load(path: Path, device: str) -> Any:
+    """The CrossEncoder of ``path``, or :class:`ReaderError` saying why not."""
+    from sentence_transformers import CrossEncoder
+
+    try:
+        model = CrossEncoder(str(path), device=device, local_files_only=True)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise ReaderError(
+            f"reranker folder '{path}' cannot be loaded as a cross-encoder: {exc}"
+        ) from exc
+    log.info("loaded reranker %s on %s", path, device)
+    return model
