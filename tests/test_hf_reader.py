@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qa.ask.hf_reader import ExtractiveReader, SpanCandidate, best_span
 from qa.errors import ReaderError
-from qa.hf_reader import ExtractiveReader, SpanCandidate, best_span
 from tests.tiny_hf import build_cross_encoder, build_qa_model, copy_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ def test_bad_arguments_are_named(models: dict[str, Path]) -> None:
 
 def test_importing_qa_loads_no_torch_nor_transformers() -> None:
     code = (
-        "import sys, qa, qa.config, qa.cli, qa.hf_reader, qa.reranker\n"
+        "import sys, qa, qa.config, qa.cli, qa.ask.hf_reader, qa.ask.reranker\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers')"
         " if m in sys.modules))"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from qa.ask.reranker import CrossEncoderReranker
 from qa.errors import ReaderError
-from qa.reranker import CrossEncoderReranker
 from tests.tiny_hf import build_cross_encoder, build_qa_model
 
 QUESTION = "Which café opened beside the lighthouse?"

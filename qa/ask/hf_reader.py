@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qa.ask.hf_folder import check_model_folder
 from qa.errors import ReaderError
-from qa.hf_folder import check_model_folder
 
 log = logging.getLogger(__name__)
 

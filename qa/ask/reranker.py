@@ -1,19 +1,21 @@
 """Bring-your-own reranker: a sentence-transformers CrossEncoder folder, offline, on the CPU.
 
 A cross-encoder reads the question and a passage together and gives one relevance score per
-pair; sorting the retrieved passages by it reorders them before an answer is looked for.
+pair; :func:`rerank_hits` sorts the retrieved hits by it before an answer is looked for.
 sentence-transformers (and so torch) is imported only when a reranker is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from qa.ask.hf_folder import check_model_folder
+from qa.ask.retrieval import Hit
 from qa.errors import ReaderError
-from qa.hf_folder import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,7 @@ class CrossEncoderReranker:
 
     def order(self, question: str, texts: Sequence[str]) -> list[int]:
         """Indices of ``texts`` from the most to the least relevant (ties keep their order)."""
-        scores = self.score(question, texts)
-        return sorted(range(len(texts)), key=lambda i: -scores[i])
+        return _descending(self.score(question, texts))
 
 
 def _load(path: Path, device: str) -> Any:
@@ -71,3 +72,20 @@ def _load(path: Path, device: str) -> Any:
         ) from exc
     log.info("loaded reranker %s on %s", path, device)
     return model
+
+
+def rerank_hits(reranker: CrossEncoderReranker, question: str, hits: Sequence[Hit]) -> list[Hit]:
+    """``hits`` reordered by the cross-encoder: ranks renumbered from 1, ``score`` its score.
+
+    The dense and lexical scores are kept, so a client still sees what retrieval thought.
+    """
+    scores = reranker.score(question, [h.passage.text for h in hits])
+    return [
+        dataclasses.replace(hits[i], rank=rank, score=scores[i])
+        for rank, i in enumerate(_descending(scores), start=1)
+    ]
+
+
+def _descending(scores: Sequence[float]) -> list[int]:
+    """Indices from the highest score to the lowest; equal scores keep their order."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
