@@ -220,6 +220,18 @@ def test_model_without_a_qa_head_and_no_architectures_is_refused(tmp_path: Path)
         ExtractiveReader(path=folder)
 
 
+def test_qa_head_without_two_outputs_is_refused(tmp_path: Path) -> None:
+    from transformers import BertForQuestionAnswering
+
+    from tests.tiny_hf import tiny_config
+
+    folder = tmp_path / "one-output"
+    vocab_size = copy_tokenizer(folder)
+    BertForQuestionAnswering(tiny_config(vocab_size, num_labels=1)).save_pretrained(folder)
+    with pytest.raises(ReaderError, match="one-output' has a head with 1 outputs"):
+        ExtractiveReader(path=folder)
+
+
 def test_folder_without_tokenizer_is_named(tmp_path: Path, models: dict[str, Path]) -> None:
     folder = tmp_path / "no-tokenizer"
     folder.mkdir()

@@ -134,6 +134,36 @@ def test_bad_reader_folder_fails_the_start(settings: Settings, tmp_path: Path) -
         service.close()
 
 
+def test_http_answers_with_the_readers_span(bm25: Settings, models: dict[str, Path]) -> None:
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    with TestClient(create_app(bm25.replace(reader=models["answer"]))) as client:
+        r = client.post("/api/ask", json={"question": QUESTION, "k": 5})
+    assert r.status_code == 200
+    answer = r.json()["answer"]
+    assert answer["text"] == "approved 535 US-funded enterprises"
+    raw = (bm25.seeds_dir / answer["source"]).read_text(encoding="utf-8")
+    assert raw[answer["start"] : answer["end"]] == answer["text"]
+
+
+def test_http_with_a_bad_reader_folder_says_which(settings: Settings, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    (tmp_path / "not-a-model").mkdir()
+    with TestClient(create_app(settings.replace(reader=tmp_path / "not-a-model"))) as client:
+        health = client.get("/healthz").json()
+        assert "not-a-model' has no config.json" in health["detail"]
+        r = client.post("/api/ask", json={"question": QUESTION})
+        assert r.status_code == 503
+        assert "not-a-model' has no config.json" in r.json()["detail"]
+        passages_only = client.post("/api/ask", json={"question": QUESTION, "answer": False})
+        assert passages_only.status_code == 200
+
+
 def test_cli_reader_flag_takes_effect(
     settings: Settings,
     models: dict[str, Path],

@@ -29,6 +29,7 @@ from qa.errors import (
     InvalidQueryError,
     ModelLoadError,
     QAError,
+    ReaderError,
     SeedFileError,
 )
 
@@ -43,6 +44,7 @@ STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (IndexCorruptError, 503),
     (IndexMismatchError, 503),
     (ModelLoadError, 503),
+    (ReaderError, 503),  # before ConfigError, its base: a model folder that cannot be used
     (SeedFileError, 503),
     (ConfigError, 500),
 )

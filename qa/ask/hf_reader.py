@@ -95,6 +95,12 @@ class ExtractiveReader:
             suffix="ForQuestionAnswering",
             kind="an extractive question-answering",
         )
+        labels = int(getattr(config, "num_labels", 2))
+        if labels != 2:
+            raise ReaderError(
+                f"reader folder '{self.path}' has a head with {labels} outputs; an extractive "
+                "QA head gives two per token (start and end)"
+            )
         self._tokenizer, self._model = _load(self.path, config, device)
         limit = min(max_length, _model_limit(self._tokenizer, config))
         self.max_length = limit
@@ -224,13 +230,15 @@ def _top_spans(
     table = start[:, None].astype(np.float64) + end[None, :].astype(np.float64)
     length = np.arange(len(start))[None, :] - np.arange(len(start))[:, None]
     allowed = (length >= 0) & (length < max_tokens) & context[:, None] & context[None, :]
-    table = np.where(allowed, table, -np.inf)
-    flat = np.argsort(-table, axis=None)[:n]
+    table = np.where(allowed, table, -np.inf).ravel()
+    n = min(n, table.size)
+    # Only the n best cells are sorted: a full sort of a 384 x 384 table costs milliseconds.
+    top = np.argpartition(-table, n - 1)[:n]
     spans = []
-    for cell in flat:
-        s, e = np.unravel_index(cell, table.shape)
-        if np.isfinite(table[s, e]):
-            spans.append((int(s), int(e), float(table[s, e])))
+    for cell in top[np.argsort(-table[top], kind="stable")]:
+        if np.isfinite(table[cell]):
+            s, e = divmod(int(cell), len(start))
+            spans.append((s, e, float(table[cell])))
     return spans
 
 
