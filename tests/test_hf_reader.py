@@ -84,6 +84,25 @@ def test_long_passage_is_strided_so_a_late_answer_is_found(answering: Extractive
     assert best.start == document.index("Zürich")
 
 
+@pytest.mark.parametrize("max_length", [384, 48])
+def test_long_question_is_cut_and_the_passage_still_read(
+    models: dict[str, Path], max_length: int
+) -> None:
+    # 300 words of question: more than a whole window. The question is cut, not the passage,
+    # and the stride shrinks to fit what is left of a window.
+    reader = ExtractiveReader(path=models["answer"], max_length=max_length)
+    question = "please " * 300 + "which café opened?"
+    passage = "The tide came in over the stones. " * 20 + PASSAGE
+    document = PREFIX + passage
+    passages = [(passage, len(PREFIX))]
+    candidates = reader.read(question, passages)
+    best = best_span(candidates)
+    assert best is not None
+    assert best.text == "Zürich café"
+    for c in candidates:
+        _check_exact(document, passages, c)
+
+
 def test_spans_never_cross_passages_nor_cover_the_question(answering: ExtractiveReader) -> None:
     # The start word ends the first passage and the end word opens the second: a reader that
     # joined them would answer 'Zürich. The café'. The question holds both words too, beyond

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STRIDE = 128
 #: Longest window, in tokens, whatever the model allows (the SQuAD fine-tuning length).
 DEFAULT_MAX_LENGTH = 384
+#: Longest question, in tokens (the Hugging Face pipeline's default); the rest is cut.
+DEFAULT_MAX_QUESTION_TOKENS = 64
 #: Windows per forward pass.
 WINDOW_BATCH = 8
 
@@ -104,9 +106,10 @@ class ExtractiveReader:
         self._tokenizer, self._model = _load(self.path, config, device)
         limit = min(max_length, _model_limit(self._tokenizer, config))
         self.max_length = limit
-        # The window must hold the question, the special tokens and some passage: the stride
-        # is capped so a window always moves forward.
-        self.stride = max(0, min(stride, limit // 2))
+        self.stride = stride
+        # A window holds the question, the special tokens and the passage: a long question is
+        # cut so that the passage keeps at least half of the window.
+        self.max_question_tokens = max(1, min(DEFAULT_MAX_QUESTION_TOKENS, limit // 2))
         self._pad_on_right = self._tokenizer.padding_side == "right"
 
     def read(self, question: str, passages: Sequence[tuple[str, int]]) -> list[SpanCandidate]:
@@ -136,6 +139,11 @@ class ExtractiveReader:
         texts = [text for text, _ in passages]
         if not texts:
             return None
+        question = self._clip_question(question)
+        room = self.max_length - self._tokenizer.num_special_tokens_to_add(pair=True)
+        room -= len(self._tokenizer(question, add_special_tokens=False)["input_ids"])
+        # Neighbouring windows share at most half of the passage part, so each one moves on.
+        stride = max(0, min(self.stride, room // 2))
         first, second = ([question] * len(texts), texts)
         if not self._pad_on_right:
             first, second = second, first
@@ -144,13 +152,21 @@ class ExtractiveReader:
             second,
             truncation="only_second" if self._pad_on_right else "only_first",
             max_length=self.max_length,
-            stride=self.stride,
+            stride=stride,
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
             padding="longest",
         )
         owner = [int(i) for i in encoding["overflow_to_sample_mapping"]]
         return encoding, owner
+
+    def _clip_question(self, question: str) -> str:
+        """The question cut after ``max_question_tokens`` tokens, so a window has passage room."""
+        encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= self.max_question_tokens:
+            return question
+        return question[: offsets[self.max_question_tokens - 1][1]]
 
     def _logits(self, encoding: Any) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Start and end logits for every window, run in batches on the model's device."""
