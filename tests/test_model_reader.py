@@ -199,3 +199,13 @@ def test_span_reader_cites_the_hit_it_quotes(settings: Settings, models: dict[st
     assert reader.answer(QUESTION, [], ReaderContext(None)).reason == (
         "no passage was found for the question"
     )
+
+
+def test_cli_bad_reranker_folder_exits_2_naming_it(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path, no_env: None
+) -> None:
+    build_index(settings)
+    where = ["--seeds", str(settings.seeds_dir), "--index", str(settings.index_dir)]
+    bad = ["--reranker", str(tmp_path / "no-such-cross-encoder")]
+    assert main(["ask", "--model", "fake", *where, *bad, QUESTION]) == 2
+    assert "no-such-cross-encoder' does not exist" in capsys.readouterr().err
