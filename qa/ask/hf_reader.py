@@ -20,6 +20,7 @@ torch and transformers are imported only when a reader is built, never when ``qa
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,13 +112,18 @@ class ExtractiveReader:
         # cut so that the passage keeps at least half of the window.
         self.max_question_tokens = max(1, min(DEFAULT_MAX_QUESTION_TOKENS, limit // 2))
         self._pad_on_right = self._tokenizer.padding_side == "right"
+        # A fast tokenizer's truncation settings are state on one shared Rust object, changed on
+        # every call; concurrent calls with other settings can fail with "Already borrowed"
+        # (huggingface/tokenizers#537). The service answers from several threads.
+        self._tokenizer_lock = threading.Lock()
 
     def read(self, question: str, passages: Sequence[tuple[str, int]]) -> list[SpanCandidate]:
         """Up to ``top_k`` spans per passage, best first; ``passages`` are (text, start offset).
 
         A passage with no valid span (empty, or only punctuation the tokenizer drops) yields none.
         """
-        windows = self._windows(question, passages)
+        with self._tokenizer_lock:
+            windows = self._windows(question, passages)
         if windows is None:
             return []
         encoding, owner = windows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,17 +43,21 @@ class CrossEncoderReranker:
                 "a cross-encoder reranker gives one score per pair (num_labels = 1)"
             )
         self._model = _load(self.path, device)
+        # One shared fast tokenizer is reconfigured on every call (see hf_reader.py); the
+        # forward passes would compete for the same cores anyway.
+        self._lock = threading.Lock()
 
     def score(self, question: str, texts: Sequence[str]) -> list[float]:
         """One relevance score per text, in the order given."""
         if not texts:
             return []
-        scores = self._model.predict(
-            [(question, t) for t in texts],
-            batch_size=PAIR_BATCH,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
+        with self._lock:
+            scores = self._model.predict(
+                [(question, t) for t in texts],
+                batch_size=PAIR_BATCH,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
         return [float(s) for s in scores]
 
     def order(self, question: str, texts: Sequence[str]) -> list[int]:
