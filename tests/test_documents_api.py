@@ -18,6 +18,7 @@ from qa.index import builder
 from qa.index import storage as store
 from tests.docfiles import make_pdf, make_scanned_pdf
 from web.app import create_app
+from web.security import BodyGuardMiddleware
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -446,3 +447,47 @@ def test_page_forms_upload_and_delete_with_the_token(admin: TestClient, seeds_di
     r = admin.post("/documents/delete", data={"token": TOKEN, "source": "lanterns.txt"})
     assert r.status_code == 404
     assert "lanterns.txt" in r.context["error"]  # type: ignore[attr-defined]
+
+
+def _guard_run(
+    guard: BodyGuardMiddleware, method: str, path: str, chunks: list[bytes]
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    """Send a body in ``chunks`` through the guard: what it answered, and what the app got."""
+    import anyio
+
+    got: list[bytes] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard.app = app
+    queue = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    anyio.run(guard, scope, receive, send)
+    return sent, got[0] if got else None
+
+
+def test_body_guard_lets_binary_uploads_through_up_to_the_document_limit() -> None:
+    guard = BodyGuardMiddleware(lambda *a: None, max_bytes=100, upload_max_bytes=1000)  # type: ignore[arg-type]
+    binary = [b"%PDF-\xff" * 50, b"\xfe" * 600]  # 900 bytes, not UTF-8, over the JSON limit
+    sent, got = _guard_run(guard, "PUT", "/api/documents/a.pdf", binary)
+    assert (sent[0]["status"], got) == (200, b"".join(binary))
+    sent, got = _guard_run(guard, "PUT", "/api/documents/a.pdf", [*binary, b"x" * 101])
+    assert (sent[0]["status"], got) == (413, None)
+    assert b"1000" in sent[1]["body"]
+    for method, path in (("POST", "/api/ask"), ("PUT", "/api/reindex")):
+        sent, got = _guard_run(guard, method, path, binary)  # elsewhere the JSON limit holds
+        assert (sent[0]["status"], got) == (413, None)
