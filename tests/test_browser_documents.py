@@ -83,8 +83,8 @@ def test_upload_ask_delete_ask_again(page: Any, live: LiveServer) -> None:
 
     _ask(page, live)
     assert "Quorvath Belisande" in page.inner_text(".answer .answer-text")
-    assert page.locator(".answer-source a").get_attribute("href").startswith(
-        "/documents/lanterns.txt"
+    assert (
+        page.locator(".answer-source a").get_attribute("href").startswith("/documents/lanterns.txt")
     )
 
     page.goto(live.url + "/documents")
