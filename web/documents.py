@@ -92,6 +92,24 @@ def _change_json(change: DocumentChange) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+#: The PUT body is the file itself (read raw, so it is declared here for the OpenAPI document).
+_FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The document file; the name's suffix says its format.",
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in (
+                "text/plain",
+                "text/markdown",
+                "text/html",
+                "application/pdf",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/octet-stream",
+            )
+        },
+    }
+}
 _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": DocumentChangeOut, "description": "Accepted: the index is being updated"},
     **error_responses(401, 403, 409, 413, 415, 422, 503),
@@ -103,6 +121,7 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=DocumentChangeOut,
     responses={201: {"model": DocumentChangeOut, "description": "Created"}, **_CHANGE_RESPONSES},
     tags=["documents"],
+    openapi_extra=_FILE_BODY,
 )
 async def put_api(
     source: str,
