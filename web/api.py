@@ -17,10 +17,10 @@ from qa.ask.documents import read_document
 from qa.ask.retrieval import Filters
 from qa.ask.serialize import ask_result_json
 from qa.ask.service import QAService
+from qa.config import MAX_K, RetrievalMode
 from qa.errors import IndexBusyError, InvalidQueryError
 from web.deps import Context, ServiceDep
 from web.schemas import (
-    MAX_K,
     MAX_SOURCES,
     QUESTION_SCHEMA,
     AskRequest,
@@ -29,7 +29,6 @@ from web.schemas import (
     DocumentOut,
     HealthOut,
     IsoDate,
-    RetrievalMode,
     error_responses,
 )
 from web.security import check_admin

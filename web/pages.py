@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from qa.ask.documents import highlight, read_document
 from qa.ask.serialize import ask_result_json
+from qa.config import MAX_K
 from qa.errors import InvalidQueryError
 from web.deps import Context, ServiceDep, TemplatesDep, get_service
-from web.schemas import MAX_K
 
 router = APIRouter(default_response_class=HTMLResponse, include_in_schema=False)
 

@@ -1,4 +1,4 @@
-"""``qa eval``: retrieval and answer quality on a question file, BEIR data, or XQuAD.
+"""Question files for ``qa eval --questions``: hit@k, MRR, answer accuracy and refusals.
 
 Question files are JSON lines: ``{"question", "answers": [...], "source"?, "evidence"?}``.
 A passage is relevant when its span overlaps the evidence in its source or, without evidence,

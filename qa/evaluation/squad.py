@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa.ask.answer import ANSWER_PASSAGES, Abstention, extract_answer
 from qa.ask.service import QAService
 from qa.config import Settings
 from qa.embed.registry import model_id_for
@@ -89,19 +88,8 @@ def evaluate_xquad(
                 f1 += token_f1(answer, q.answers)
                 words += len(answer.split()) if answer else 0
                 # The same passages and sentence scores with every abstention rule switched off.
-                vector = service.encoder.encode(result.question)  # cached by ask()
-                unguarded = extract_answer(
-                    result.question,
-                    result.passages,
-                    threshold=0.0,
-                    template=local.answer_template,
-                    sentence_scores={
-                        h.row: gen.sentence_scores(h.row, vector)
-                        for h in result.passages[:ANSWER_PASSAGES]
-                    },
-                )
-                if not isinstance(unguarded, Abstention):
-                    forced += contains_gold(unguarded.text, q.answers)
+                unguarded = result.unrefused
+                forced += unguarded is not None and contains_gold(unguarded.text, q.answers)
             query_seconds = round(time.perf_counter() - started, 1)
             passages = len(gen.passages)
         finally:
