@@ -491,3 +491,49 @@ def test_body_guard_lets_binary_uploads_through_up_to_the_document_limit() -> No
     for method, path in (("POST", "/api/ask"), ("PUT", "/api/reindex")):
         sent, got = _guard_run(guard, method, path, binary)  # elsewhere the JSON limit holds
         assert (sent[0]["status"], got) == (413, None)
+
+
+def test_an_upload_holds_the_lock_that_cli_builds_and_the_watcher_take(
+    admin: TestClient, settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an upload is being written, ``qa index`` and the service's own builds (the watcher
+    and ``POST /api/reindex`` call ``reindex``) are refused, and they work again after it."""
+    from qa import cli
+    from qa.ask import changes
+
+    writing, release = threading.Event(), threading.Event()
+    real_write = changes.store.write_atomic
+
+    def slow_write(path: Path, data: bytes) -> None:
+        writing.set()
+        release.wait(10)
+        real_write(path, data)
+
+    monkeypatch.setattr(changes.store, "write_atomic", slow_write)
+    put: list[int] = []
+    uploader = threading.Thread(
+        target=lambda: put.append(
+            admin.put(
+                "/api/documents/held.txt?wait=true", content=ARTICLE, headers=AUTH
+            ).status_code
+        )
+    )
+    uploader.start()
+    assert writing.wait(10)
+    argv = [
+        "index",
+        "--seeds",
+        str(seeds_dir),
+        "--index",
+        str(settings.index_dir),
+        "--model",
+        "fake",
+    ]
+    try:
+        assert cli.main([*argv, "--wait", "0"]) == 2  # busy: refused with a message
+        assert admin.post("/api/reindex", headers=AUTH).status_code == 409
+    finally:
+        release.set()
+        uploader.join()
+    assert put == [201]
+    assert cli.main(argv) == 0
