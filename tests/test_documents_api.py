@@ -537,3 +537,11 @@ def test_an_upload_holds_the_lock_that_cli_builds_and_the_watcher_take(
         uploader.join()
     assert put == [201]
     assert cli.main(argv) == 0
+
+
+def test_page_notes_are_shown_only_when_the_index_bears_them_out(client: TestClient) -> None:
+    name = all_pages(client)[0]["source"]
+    saved = client.get("/documents", params={"done": "created", "source": name})
+    assert name in saved.context["notice"]  # type: ignore[attr-defined]
+    for forged in ({"done": "deleted", "source": name}, {"done": "created", "source": "x.txt"}):
+        assert client.get("/documents", params=forged).context["notice"] is None  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ The routes only translate: listing, checking and changing documents is :mod:`qa.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -227,11 +228,15 @@ def documents_page(
     """Every indexed document, with filters, paging, and (with a token set) upload and delete."""
     filters = {"title": title or "", "date_from": date_from or "", "date_to": date_to or ""}
     context, status = _page_context(ctx, filters, limit, cursor)
-    context["notice"] = _notice(done, source)
+    indexed = ctx.service.generation.documents if ctx.service is not None else {}
+    context["notice"] = _notice(done, source, indexed)
     return templates.TemplateResponse(request, "documents.html", context, status_code=status)
 
 
-def _notice(done: str | None, source: str | None) -> str | None:
+def _notice(done: str | None, source: str | None, indexed: Mapping[str, object]) -> str | None:
+    """The note after a form's change; only one the index bears out (the URL can be forged)."""
+    if source is None or (source in indexed) != (done != "deleted"):
+        return None
     if done == "created" or done == "replaced" or done == "unchanged":
         return (
             f"'{source}' is {'unchanged' if done == 'unchanged' else 'saved'} and searchable now."
