@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 
 from qa.ask.documents import read_document
 from qa.ask.retrieval import Filters
-from qa.ask.serialize import ask_result_json
 from qa.ask.service import QAService
 from qa.config import MAX_K, RetrievalMode
 from qa.errors import IndexBusyError, InvalidQueryError
@@ -46,7 +45,7 @@ def _check_surrogates(text: str, name: str) -> None:
             )
 
 
-def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
+def _ask(service: QAService, body: AskRequest) -> AskResponse:
     _check_surrogates(body.question, "question")
     for source in body.sources or ():
         _check_surrogates(source, "a source")
@@ -62,7 +61,7 @@ def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
     result = service.ask(
         body.question, k=body.k, answer=body.answer, mode=body.mode, filters=filters
     )
-    return ask_result_json(result)
+    return AskResponse.from_result(result)
 
 
 @router.post(
@@ -71,7 +70,7 @@ def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
     responses=error_responses(400, 413, 422, 503),
     tags=["ask"],
 )
-def ask_post(body: AskRequest, service: ServiceDep) -> dict[str, Any]:
+def ask_post(body: AskRequest, service: ServiceDep) -> AskResponse:
     """Answer a question: the top ``k`` passages with exact offsets, and an extracted answer."""
     return _ask(service, body)
 
@@ -90,7 +89,7 @@ def ask_get(
     ] = None,
     date_from: Annotated[IsoDate | None, Query()] = None,
     date_to: Annotated[IsoDate | None, Query()] = None,
-) -> dict[str, Any]:
+) -> AskResponse:
     """The same as ``POST /api/ask``, with the question in the query string."""
     try:
         body = AskRequest(

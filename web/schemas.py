@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from qa.ask.answer import Answer
+from qa.ask.retrieval import Hit
+from qa.ask.service import AskResult
 from qa.config import MAX_K, MAX_QUESTION_CHARS, RetrievalMode
 
 #: The most sources one request may filter on.
@@ -88,6 +91,25 @@ class AnswerOut(_Output):
     start: int
     end: int
     score: float
+    support: float = Field(description="Best sentence similarity to the question.")
+
+    @classmethod
+    def from_answer(cls, a: Answer) -> AnswerOut:
+        """The response form of the library's :class:`Answer`."""
+        return cls(
+            text=a.text,
+            citations=a.citations,
+            rendered=a.rendered,
+            source=a.source,
+            start=a.start,
+            end=a.end,
+            score=a.score,
+            support=a.support,
+        )
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
 
 
 class PassageOut(_Output):
@@ -105,6 +127,24 @@ class PassageOut(_Output):
     end: int
     chunk_id: str
 
+    @classmethod
+    def from_hit(cls, hit: Hit) -> PassageOut:
+        """The response form of one retrieved passage, with its provenance and scores."""
+        p = hit.passage
+        return cls(
+            rank=hit.rank,
+            score=round(hit.score, 6),
+            dense_score=_rounded(hit.dense_score),
+            lexical_score=_rounded(hit.lexical_score),
+            text=p.text,
+            source=p.source,
+            title=p.title,
+            date=p.date,
+            start=p.start,
+            end=p.end,
+            chunk_id=p.chunk_id,
+        )
+
 
 class AskResponse(_Output):
     """The body of a successful ``/api/ask``."""
@@ -113,10 +153,28 @@ class AskResponse(_Output):
     answer: AnswerOut | None
     abstain_reason: str | None = Field(description="Why no answer was given, if none was.")
     passages: list[PassageOut]
+    support: float | None = Field(
+        description="Best sentence similarity to the question (null when no answer was asked for)."
+    )
     took_ms: float
     mode: RetrievalMode
     generation: str
     timings: dict[str, float]
+
+    @classmethod
+    def from_result(cls, r: AskResult) -> AskResponse:
+        """The response form of everything one question produced."""
+        return cls(
+            question=r.question,
+            answer=AnswerOut.from_answer(r.answer) if r.answer is not None else None,
+            abstain_reason=r.abstain_reason,
+            support=r.support,
+            passages=[PassageOut.from_hit(h) for h in r.passages],
+            took_ms=r.took_ms,
+            mode=r.mode,
+            generation=r.generation,
+            timings=r.timings,
+        )
 
 
 class DocumentOut(BaseModel):
