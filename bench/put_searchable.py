@@ -11,10 +11,14 @@ middleware and build locks, without a socket):
 
 Each round PUTs a fresh article with a made-up name (``wait=true`` returns once the new
 generation is live), checks that ``/api/ask`` finds it right away, then DELETEs it (also timed).
+``--profile`` then profiles one such incremental build of the big corpus (``cProfile``).
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 import shutil
 import statistics
 import sys
@@ -81,12 +85,33 @@ def run_corpus(seeds: Path, index: Path, model: str, rounds: int) -> dict[str, A
     }
 
 
+def profile_build(seeds: Path, index: Path, limit: int = 12) -> dict[str, Any]:
+    """Profile one incremental build after one new article: the most expensive functions."""
+    from qa.config import Settings
+    from qa.index.builder import build_index
+
+    settings = Settings(seeds_dir=seeds, index_dir=index, model="fake")
+    text, _ = article(999)
+    (seeds / "profiled.txt").write_text(text, encoding="utf-8")
+    prof = cProfile.Profile()
+    summary = prof.runcall(build_index, settings)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(limit)
+    lines = [ln.rstrip() for ln in buf.getvalue().splitlines()]
+    start = next((i for i, ln in enumerate(lines) if ln.strip().startswith("ncalls")), 0)
+    return {
+        "took_ms_under_profiler": summary.took_ms,
+        "top": [ln for ln in lines[start:] if ln.strip()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=10, help="PUT/DELETE rounds per corpus")
     p.add_argument("--docs", type=int, default=2000, help="SciFact documents in the big corpus")
     p.add_argument("--model", default="bundled", help="model for the seeds corpus")
+    p.add_argument("--profile", action="store_true", help="profile one build of the big corpus")
     args = p.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
     docs = 20 if args.quick else args.docs
@@ -100,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         big = Path(tmp) / "scifact"
         c.write_scifact_seeds(big, limit=docs)
         corpora["scifact"] = run_corpus(big, Path(tmp) / "index-scifact", "fake", rounds)
+        profile = profile_build(big, Path(tmp) / "index-scifact") if args.profile else None
     c.write_result(
         args.out,
         "put_searchable",
@@ -107,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "rounds": rounds,
             "corpora": corpora,
+            "profile": profile,
             "loadavg_start": load_start,
             "command": "python bench/put_searchable.py " + " ".join(argv or sys.argv[1:]),
         },
