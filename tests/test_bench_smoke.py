@@ -160,3 +160,12 @@ def test_reader_cost_quick(tmp_path: Path) -> None:
     assert configs["reader_tiny"]["answer_ms"]["n"] == result["questions"]
     assert configs["reranker_tiny"]["rerank_ms"]["n"] == result["questions"]
     assert "rerank_ms" not in configs["hand_set"]
+
+
+def test_put_searchable_quick(tmp_path: Path) -> None:
+    result = run_quick("put_searchable.py", tmp_path)
+    assert set(result["corpora"]) == {"seeds", "scifact"}
+    for corpus in result["corpora"].values():
+        assert corpus["put_to_searchable"]["n"] == result["rounds"]
+        assert corpus["delete_to_gone"]["n"] == result["rounds"]
+    assert result["corpora"]["scifact"]["model"] == "fake"
