@@ -161,3 +161,22 @@ def test_segments_quick(tmp_path: Path) -> None:
     (point,) = result["ann"]
     assert point["sweep"]
     assert {"recall_at_10", "p50_ms"} <= point["sweep"][0].keys()
+
+
+@pytest.mark.slow
+def test_reader_cost_quick(tmp_path: Path) -> None:
+    result = run_quick("reader_cost.py", tmp_path)
+    configs = result["configs"]
+    assert {"hand_set", "reader_tiny", "reranker_tiny"} == configs.keys()
+    assert configs["reader_tiny"]["answer_ms"]["n"] == result["questions"]
+    assert configs["reranker_tiny"]["rerank_ms"]["n"] == result["questions"]
+    assert "rerank_ms" not in configs["hand_set"]
+
+
+def test_put_searchable_quick(tmp_path: Path) -> None:
+    result = run_quick("put_searchable.py", tmp_path)
+    assert set(result["corpora"]) == {"seeds", "scifact"}
+    for corpus in result["corpora"].values():
+        assert corpus["put_to_searchable"]["n"] == result["rounds"]
+        assert corpus["delete_to_gone"]["n"] == result["rounds"]
+    assert result["corpora"]["scifact"]["model"] == "fake"

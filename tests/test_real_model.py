@@ -78,7 +78,7 @@ def test_sentence_vectors_pool_the_passage_forward_pass(service: QAService) -> N
     # The pooled passage vector equals what sentence-transformers gives for the same text.
     p = gen.passages[3]
     reference = service.embedder.encode_batch([p.embed_text()])[0]
-    assert float(np.dot(gen.vectors[3], reference)) > 0.999
+    assert float(np.dot(gen.vector(3), reference)) > 0.999
     scores = gen.sentence_scores(3, reference)
     assert len(scores) == len(p.sentences)
     assert all(-1.0 <= s <= 1.0 for s in scores)
