@@ -143,6 +143,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     out["renamed"] = data["renamed"]
     out["generation"] = data["generation"]
     out["merged"] = data["merged"]
+    out["published"] = data["published"]
     for s in summary.skipped_files:
         print(f"skipped: {s.reason}", file=sys.stderr)
     human = (

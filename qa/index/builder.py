@@ -57,6 +57,8 @@ class BuildSummary:
     changed: bool = False
     #: Whether the merge policy (or ``--merge``) compacted segments after the build.
     merged: bool = False
+    #: Every generation this build made live, in order (two when a merge followed).
+    published: list[str] = field(default_factory=list)
     skipped_files: list[SkippedFile] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -118,8 +120,11 @@ def build_index(
         )
         # Nothing changed and no merge asked: the policy already ran after the last change.
         merged = merge_segments(settings, force=merge, listed=listed) if listed or merge else None
+        if listed is not None and summary.generation:
+            summary.published.append(summary.generation)
         if merged is not None:
             summary.generation, summary.merged = merged, True
+            summary.published.append(merged)
             store.prune(settings.index_dir, keep=settings.keep_generations)
         return summary
     finally:
