@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa.answer import is_unknown_terms_reason
 from qa.builder import build_index
 from qa.config import Settings
 from qa.embedder import Vectors, load_embedder, model_id_for
@@ -400,7 +401,7 @@ def evaluate_xquad(
                 at_1 += sources[:1] == [q.source]
                 answer = result.answer.text if result.answer else None
                 abstained += answer is None
-                by_rule += answer is None and (result.support or 0.0) >= local.answer_threshold
+                by_rule += is_unknown_terms_reason(result.abstain_reason)
                 correct += _contains_gold(answer, q.answers)
                 f1 += token_f1(answer, q.answers)
                 words += len(answer.split()) if answer else 0

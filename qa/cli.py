@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure retrieval and answer quality")
     _common(p)
     add_eval_arguments(p)
+
+    from qa.training import add_train_arguments
+
+    p = sub.add_parser("train-answerer", help="fit the answer models on XQuAD, write weights")
+    _common(p)
+    add_train_arguments(p)
     return parser
 
 
@@ -84,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, settings)
         if args.command == "ask":
             return _ask(args, settings)
+        if args.command == "train-answerer":
+            from qa.training import run_train_command
+
+            return run_train_command(args, settings)
         from qa.evaluate import run_eval_command
 
         return run_eval_command(args, settings)

