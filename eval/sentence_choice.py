@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answer import (  # noqa: E402
+from qa.ask.answer import (  # noqa: E402
     W_LEXICAL,
     W_NOVEL,
     W_RANK,
@@ -33,11 +33,12 @@ from qa.answer import (  # noqa: E402
     _idf,
     question_type,
 )
+from qa.ask.retrieval import retrieve  # noqa: E402
+from qa.ask.service import QAService  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.evaluate import read_questions  # noqa: E402
-from qa.lexical import tokenize  # noqa: E402
-from qa.pipeline import run_question  # noqa: E402
-from qa.service import QAService  # noqa: E402
+from qa.evaluation.questions import read_questions  # noqa: E402
+from qa.index.generation.lexical import tokenize  # noqa: E402
+from qa.ask.pipeline import run_question  # noqa: E402
 
 
 @dataclass

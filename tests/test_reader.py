@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qa.answer import Abstention, Answer
-from qa.builder import build_index
+from qa.ask.answer import Abstention, Answer
+from qa.ask.reader import Reader, ReaderContext
+from qa.ask.retrieval import Hit
+from qa.ask.service import QAService
 from qa.config import Settings
-from qa.reader import Reader, ReaderContext
-from qa.retrieval import Hit
-from qa.service import QAService
+from qa.index.builder import build_index
 
 
 class FirstWordReader:

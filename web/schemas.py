@@ -12,12 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-#: The most passages one request may ask for (the service also enforces ``settings.max_k``).
-MAX_K = 50
+from qa.config import MAX_K, MAX_QUESTION_CHARS, RetrievalMode
+
 #: The most sources one request may filter on.
 MAX_SOURCES = 100
-
-RetrievalMode = Literal["dense", "bm25", "hybrid"]
 
 #: What the service accepts as a question, for the OpenAPI document only: the service checks it
 #: itself (after stripping surrounding space) and says exactly what is wrong, which a pattern
@@ -27,7 +25,7 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 _CONTROL = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F"
 QUESTION_SCHEMA: dict[str, Any] = {
     "minLength": 1,
-    "maxLength": 2000,
+    "maxLength": MAX_QUESTION_CHARS,
     "pattern": rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$",
 }
 
@@ -60,7 +58,8 @@ class AskRequest(BaseModel):
     )
 
     question: str = Field(
-        description="The question; at most 2000 characters, no control characters.",
+        description=f"The question; at most {MAX_QUESTION_CHARS} characters, no control characters "
+        "(tab, newline and carriage return aside).",
         json_schema_extra=QUESTION_SCHEMA,
     )
     k: K = 5
