@@ -78,6 +78,14 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class SpanOut(_Output):
+    """The short answer: ``text`` is exactly the source file's text ``[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+
+
 class AnswerOut(_Output):
     """An extractive answer: ``text`` is exactly the source file's text ``[start:end]``."""
 
@@ -88,6 +96,10 @@ class AnswerOut(_Output):
     start: int
     end: int
     score: float
+    span: SpanOut | None = Field(
+        default=None,
+        description="The short answer inside `text` (a name, number, date or phrase), or null.",
+    )
 
 
 class PassageOut(_Output):

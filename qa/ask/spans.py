@@ -22,6 +22,28 @@ from qa.index.lexical import _stopwords, tokenize
 
 MAX_SPAN_WORDS = 8
 
+#: Question words, in the order they are looked for; "other" when none is found.
+_WH = ("who", "when", "where", "how_many", "why", "which", "how", "what", "other")
+_WH_PATTERNS = (
+    ("how_many", re.compile(r"\bhow (many|much|large|big|long|old|far)\b", re.I)),
+    ("when", re.compile(r"\bwhen\b|\b(what|which) (year|date|month|day|century)\b", re.I)),
+    ("who", re.compile(r"\bwho(m|se)?\b", re.I)),
+    ("where", re.compile(r"\bwhere\b", re.I)),
+    ("why", re.compile(r"\bwhy\b", re.I)),
+    ("which", re.compile(r"\bwhich\b", re.I)),
+    ("how", re.compile(r"\bhow\b", re.I)),
+    ("what", re.compile(r"\bwhat\b", re.I)),
+)
+
+
+def wh_word(question: str) -> str:
+    """The question word that decides the answer's kind (``"other"`` when none is found)."""
+    for name, pattern in _WH_PATTERNS:
+        if pattern.search(question):
+            return name
+    return "other"
+
+
 SPAN_FEATURES: tuple[str, ...] = (
     "length",
     "single_word",
@@ -42,9 +64,22 @@ SPAN_FEATURES: tuple[str, ...] = (
     "starts_with_stop_word",
     "ends_with_stop_word",
     "quoted",
+    "next_is_boundary",
+    "prev_is_boundary",
+    "only_number",
+    "only_date",
+    "all_capitalised",
+    "local_density",
+    "anchor_just_before",
+    "anchor_just_after",
+    "crosses_comma",
+    *(f"{wh}_{what}" for wh in _WH for what in ("caps", "digit", "length", "boundary")),
 )
 
 _WORD = re.compile(r"[$£€]?\w+(?:[-'’.,/:]\w+)*%?")
+_QUANTITY = frozenset(
+    ["hundred", "thousand", "million", "billion", "trillion", "percent", "per", "cent", "%"]
+)
 _PREPOSITIONS = frozenset(
     [
         "in",
@@ -113,6 +148,7 @@ def span_features(
     q_terms = set(tokenize(question))
     stems = [tokenize(w) for w in words]
     anchors = [k for k, s in enumerate(stems) if s and set(s) <= q_terms]
+    wh = wh_word(question)
     rows = []
     for c in cands:
         span_words = words[c.i : c.j]
@@ -126,6 +162,24 @@ def span_features(
         before = sentence[: c.start].rstrip()
         after = sentence[c.end :].lstrip()
         prev = words[c.i - 1].lower() if c.i > 0 else ""
+        nxt = words[c.j].lower() if c.j < len(words) else ""
+        next_boundary = not nxt or nxt in stop or after[:1] in (",", ".", ";", ":", ")")
+        prev_boundary = not prev or prev in stop or before[-1:] in (",", ";", ":", "(")
+        only_number = all(
+            any(ch.isdigit() for ch in w) or w.lower() in _QUANTITY for w in span_words
+        )
+        only_date = (m := _DATE.search(text)) is not None and len(m.group(0)) >= len(text) - 4
+        all_caps = all(w[:1].isupper() or w.lower() in stop for w in span_words)
+        density = sum(1 for a in anchors if c.i - 4 <= a < c.j + 4) / 8
+        interactions = [
+            v
+            for name in _WH
+            for v in (
+                (caps, float(digit), math.log(n), float(next_boundary and prev_boundary))
+                if name == wh
+                else (0.0, 0.0, 0.0, 0.0)
+            )
+        ]
         rows.append(
             [
                 float(n),
@@ -147,6 +201,16 @@ def span_features(
                 float(span_words[0].lower() in stop),
                 float(span_words[-1].lower() in stop),
                 float(before[-1:] in ('"', "“", "'") and after[:1] in ('"', "”", "'")),
+                float(next_boundary),
+                float(prev_boundary),
+                float(only_number),
+                float(only_date),
+                float(all_caps),
+                density,
+                float(any(c.i - 3 <= a < c.i for a in anchors)),
+                float(any(c.j <= a < c.j + 3 for a in anchors)),
+                float("," in text),
+                *interactions,
             ]
         )
     return np.asarray(rows, dtype=np.float64)
