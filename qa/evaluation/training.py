@@ -204,11 +204,24 @@ def fit_weights(
     # threshold gets what is left of the refusal budget, measured on these training questions.
     ruled = [_refused_by_rule(gen, a, cands, x, sentence) for a, cands, x in per_question if cands]
     confidence = refusal.probabilities(np.vstack(rx))[np.asarray(ry) == 1.0]
-    kept = confidence[~np.asarray(ruled, dtype=bool)]
-    budget = max(REFUSE_ANSWERABLE * len(confidence) - sum(ruled), 0.0) / max(len(kept), 1)
-    threshold = float(np.quantile(kept, budget)) if budget > 0 else 0.0
+    threshold = calibrate_threshold(confidence, np.asarray(ruled, dtype=bool), REFUSE_ANSWERABLE)
     span = _fit_span(per_question)
     return AnswererWeights(sentence, refusal, span, threshold, {})
+
+
+def calibrate_threshold(
+    confidence: npt.NDArray[np.float64], ruled: npt.NDArray[np.bool_], share: float
+) -> float:
+    """The confidence threshold refusing at most ``share`` of answerable questions in all.
+
+    ``confidence`` holds each answerable training question's confidence, ``ruled`` whether the
+    unknown-names rule refuses it anyway; the threshold gets what the rule leaves of the budget.
+    """
+    kept = confidence[~ruled]
+    if not len(kept):
+        return 0.0
+    budget = max(share * len(confidence) - int(ruled.sum()), 0.0) / len(kept)
+    return float(np.quantile(kept, budget)) if budget > 0 else 0.0
 
 
 def _refused_by_rule(
