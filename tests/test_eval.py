@@ -18,7 +18,7 @@ from qa.config import Settings
 from qa.errors import ConfigError
 from qa.evaluation import beir
 from qa.evaluation.beir import evaluate_beir, evaluate_beir_whole_documents, read_beir
-from qa.evaluation.metrics import ndcg_at_k, recall_at_k, token_f1
+from qa.evaluation.metrics import exact_match, ndcg_at_k, recall_at_k, token_f1
 from qa.evaluation.squad import evaluate_xquad, read_squad
 
 # No QA_* variable from the caller's shell may change a figure.
@@ -60,6 +60,12 @@ def test_token_f1_is_squads() -> None:
     assert token_f1("nothing", ["Denver"]) == 0.0
     assert token_f1(None, ["Denver"]) == 0.0
     assert token_f1("Panthers", ["Denver", "the Panthers"]) == 1.0
+
+
+def test_exact_match_is_squads() -> None:
+    assert exact_match("The Denver Broncos.", ["Denver Broncos"])
+    assert not exact_match("Denver Broncos won", ["Denver Broncos"])
+    assert not exact_match(None, ["Denver"])
 
 
 def test_recall_counts_relevant_documents_in_the_first_k() -> None:

@@ -14,12 +14,10 @@ on all four folds. Nothing here reads WikiQA or the seeds question set.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,137 +41,22 @@ from qa.ask.answerer import (
     weights_json,
 )
 from qa.ask.logistic import LinearModel, fit_logistic
-from qa.ask.pipeline import run_question
-from qa.ask.reader import ReaderContext, Vector
-from qa.ask.retrieval import Filters, Hit
-from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
+from qa.ask.spans import SPAN_FEATURES, best_span, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
-from qa.embed.registry import load_embedder, model_id_for
-from qa.evaluation.corpus import cache_folder, indexed
-from qa.evaluation.metrics import contains_gold, squad_tokens, token_f1
-from qa.evaluation.squad import read_squad
-from qa.index.generation import IndexGeneration, load_index
-from qa.index.lexical import tokenize
+from qa.embed.registry import model_id_for
+from qa.evaluation.asked import Asked, AskedSet, collect, context_for, scores_for
+from qa.evaluation.metrics import contains_gold, exact_match, token_f1
+from qa.index.generation import IndexGeneration
 
 log = logging.getLogger(__name__)
 
 FOLDS = 4
 #: Share of the training folds' answerable questions the refusal threshold may refuse.
 REFUSE_ANSWERABLE = 0.04
+#: Whether near misses (the gold paragraph hidden, its article kept) are refusal negatives too.
+NEAR_MISS_NEGATIVES = True
 #: A span candidate is a positive example when its SQuAD F1 with a gold answer reaches this.
 SPAN_POSITIVE_F1 = 0.67
-
-
-@dataclass
-class Asked:
-    """One question asked one way, with what the reader needs to answer it again."""
-
-    question: str
-    answers: list[str]
-    source: str
-    article: int
-    hits: list[Hit]
-    vector: Vector
-    hidden: frozenset[str]  # sources the reader must not see (unanswerable by construction)
-
-
-def _article(source: str) -> int:
-    return int(source.split("_", 1)[0])
-
-
-class _Vocabulary:
-    """Which words each article mentions, to hide one article from the unknown-names rule."""
-
-    def __init__(self, gen: IndexGeneration) -> None:
-        self.by_article: dict[int, set[str]] = {}
-        for source in gen.by_source:
-            self.by_article.setdefault(_article(source), set()).update(gen.article_terms(source))
-        self.count: dict[str, int] = {}
-        for terms in self.by_article.values():
-            for t in terms:
-                self.count[t] = self.count.get(t, 0) + 1
-
-    def known_without(self, article: int | None) -> Callable[[str], bool]:
-        own = self.by_article.get(article, set()) if article is not None else set()
-
-        def known(word: str) -> bool:
-            terms = tokenize(word)
-            return bool(terms) and all(self.count.get(t, 0) - (t in own) > 0 for t in terms)
-
-        return known
-
-
-def _scores(gen: IndexGeneration, vector: Vector) -> Callable[[int], list[float]]:
-    def scores(row: int) -> list[float]:
-        return gen.sentence_scores(row, vector)
-
-    return scores
-
-
-def _constant(vector: Vector) -> Callable[[str], Vector]:
-    def encode(_question: str) -> Vector:
-        return vector
-
-    return encode
-
-
-def _context(gen: IndexGeneration, vocab: _Vocabulary, a: Asked) -> ReaderContext:
-    article = min(_article(s) for s in a.hidden) if a.hidden else None
-    return ReaderContext(
-        vector=a.vector,
-        sentence_scores=_scores(gen, a.vector),
-        knows=vocab.known_without(article),
-        article_terms=gen.article_terms,
-    )
-
-
-def _question_vectors(
-    settings: Settings, questions: Sequence[str], cache: Path
-) -> npt.NDArray[np.float32]:
-    key = hashlib.sha256(
-        json.dumps([model_id_for(settings.model), *questions]).encode("utf-8")
-    ).hexdigest()[:16]
-    path = cache / f"question-vectors-{key}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]
-    vectors = load_embedder(settings).embed(list(questions), batch_size=32)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors, allow_pickle=False)
-    os.replace(tmp, path)
-    return vectors
-
-
-def collect(
-    path: Path, settings: Settings, cache: Path, limit: int | None = None
-) -> tuple[IndexGeneration, _Vocabulary, list[Asked], list[Asked]]:
-    """Each XQuAD question asked against the whole index and with its article hidden."""
-    documents, questions = read_squad(path)
-    questions = questions[:limit] if limit is not None else questions
-    index_dir = cache_folder(cache, path.stem, settings)
-    with indexed(documents, settings, index_dir) as (local, _):
-        gen = load_index(local)
-    vectors = _question_vectors(settings, [q.question for q in questions], cache)
-    all_sources = frozenset(gen.by_source)
-    answerable: list[Asked] = []
-    unanswerable: list[Asked] = []
-    for q, vector in zip(questions, vectors, strict=True):
-        article = _article(q.source)
-        hidden = frozenset(s for s in all_sources if _article(s) == article)
-        for hide, out in ((frozenset[str](), answerable), (hidden, unanswerable)):
-            filters = Filters(sources=all_sources - hide) if hide else None
-            asked = run_question(
-                gen,
-                q.question,
-                encode=_constant(vector),
-                settings=settings,
-                reader=None,
-                k=5,
-                mode=settings.retrieval_mode,
-                filters=filters,
-            )
-            out.append(Asked(q.question, q.answers, q.source, article, asked.hits, vector, hide))
-    return gen, _Vocabulary(gen), answerable, unanswerable
 
 
 def _gold(text: str, source: str, a: Asked) -> bool:
@@ -187,7 +70,7 @@ def fit_weights(
     xs, ys = [], []
     per_question = []
     for a in answerable:
-        cands = candidates(a.hits, _scores(gen, a.vector), passages=3)
+        cands = candidates(a.hits, scores_for(gen, a.vector), passages=3)
         x = sentence_features(a.question, cands)
         per_question.append((a, cands, x))
         xs.append(x)
@@ -246,7 +129,7 @@ def _scored(
 ) -> list[tuple[Asked, Any, npt.NDArray[np.float64]]]:
     out = []
     for a in asked:
-        cands = candidates(a.hits, _scores(gen, a.vector), passages=3)
+        cands = candidates(a.hits, scores_for(gen, a.vector), passages=3)
         out.append((a, cands, sentence_features(a.question, cands)))
     return out
 
@@ -271,23 +154,16 @@ def _fit_span(per_question: Sequence[tuple[Asked, Any, npt.NDArray[np.float64]]]
     return fit_logistic(np.vstack(xs), np.concatenate(ys), features=SPAN_FEATURES, l2=1.0)
 
 
-def _exact(text: str | None, answers: Sequence[str]) -> bool:
-    return text is not None and any(squad_tokens(text) == squad_tokens(g) for g in answers)
-
-
 def report_fold(
-    gen: IndexGeneration,
-    vocab: _Vocabulary,
-    weights: AnswererWeights,
-    answerable: Sequence[Asked],
-    unanswerable: Sequence[Asked],
+    asked: AskedSet, weights: AnswererWeights, fold: Callable[[Asked], bool]
 ) -> dict[str, float]:
-    """Figures of one held-out fold, answered by a LearnedReader with ``weights``."""
+    """Figures of the questions ``fold`` selects, answered by a LearnedReader with ``weights``."""
     reader = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights)
+    answerable = [a for a in asked.answerable if fold(a)]
     right = refused = forced = by_rule = 0
     f1 = exact = 0.0
     for a in answerable:
-        outcome = reader.answer(a.question, a.hits, _context(gen, vocab, a))
+        outcome = reader.answer(a.question, a.hits, context_for(asked.gen, asked.vocab, a))
         answer = outcome if isinstance(outcome, Answer) else outcome.best
         forced += answer is not None and contains_gold(answer.text, a.answers)
         if isinstance(outcome, Abstention):
@@ -297,11 +173,16 @@ def report_fold(
         right += contains_gold(outcome.text, a.answers)
         span = outcome.span.text if outcome.span else None
         f1 += token_f1(span, a.answers)
-        exact += _exact(span, a.answers)
-    una_refused = sum(
-        isinstance(reader.answer(a.question, a.hits, _context(gen, vocab, a)), Abstention)
-        for a in unanswerable
-    )
+        exact += exact_match(span, a.answers)
+
+    def refused_share(group: Sequence[Asked]) -> float:
+        chosen = [a for a in group if fold(a)]
+        outcomes = [
+            reader.answer(a.question, a.hits, context_for(asked.gen, asked.vocab, a))
+            for a in chosen
+        ]
+        return sum(isinstance(o, Abstention) for o in outcomes) / max(len(chosen), 1)
+
     n = max(len(answerable), 1)
     return {
         "questions": len(answerable),
@@ -311,37 +192,65 @@ def report_fold(
         "answerable_refused_unknown_terms": by_rule / n,
         "span_f1": f1 / n,
         "span_exact_match": exact / n,
-        "unanswerable_refused": una_refused / max(len(unanswerable), 1),
+        "span_f1_given_gold_sentence": _span_f1_on_gold_sentences(asked.gen, weights, answerable),
+        "unanswerable_refused": refused_share(asked.unanswerable),
+        "near_miss_refused": refused_share(asked.near_miss),
     }
+
+
+def _span_f1_on_gold_sentences(
+    gen: IndexGeneration, weights: AnswererWeights, answerable: Sequence[Asked]
+) -> float:
+    """Span F1 when the span model is given a sentence that holds the gold answer (a ceiling of
+    the span model alone; questions without such a candidate sentence are left out)."""
+    total, n = 0.0, 0
+    for a in answerable:
+        cands = candidates(a.hits, scores_for(gen, a.vector), passages=ANSWER_PASSAGES)
+        gold = next((c for c in cands if _gold(c.text, c.hit.passage.source, a)), None)
+        if gold is None:
+            continue
+        span = best_span(gold.text, a.question, weights.span)
+        n += 1
+        total += token_f1(gold.text[span[0] : span[1]] if span else None, a.answers)
+    return total / max(n, 1)
+
+
+def _negatives(asked: AskedSet) -> list[Asked]:
+    return asked.unanswerable + (asked.near_miss if NEAR_MISS_NEGATIVES else [])
 
 
 def train(
     path: Path, settings: Settings, *, cache: Path, limit: int | None = None
 ) -> tuple[AnswererWeights, dict[str, Any]]:
     """Held-out figures per fold and over all folds, then the weights fitted on every fold."""
-    gen, vocab, answerable, unanswerable = collect(path, settings, cache, limit)
+    asked = collect(path, settings, cache, limit)
     folds: list[dict[str, float]] = []
     for f in range(FOLDS):
-        train_a = [a for a in answerable if a.article % FOLDS != f]
-        train_u = [a for a in unanswerable if a.article % FOLDS != f]
-        test_a = [a for a in answerable if a.article % FOLDS == f]
-        test_u = [a for a in unanswerable if a.article % FOLDS == f]
-        if not train_a or not test_a:
+
+        def held_out(a: Asked, f: int = f) -> bool:
+            return a.article % FOLDS == f
+
+        if not any(map(held_out, asked.answerable)):
             continue
-        weights = fit_weights(gen, train_a, train_u)
-        folds.append(report_fold(gen, vocab, weights, test_a, test_u))
+        weights = fit_weights(
+            asked.gen,
+            [a for a in asked.answerable if not held_out(a)],
+            [a for a in _negatives(asked) if not held_out(a)],
+        )
+        folds.append(report_fold(asked, weights, held_out))
         log.info("fold %s: %s", f, folds[-1])
     total = sum(f["questions"] for f in folds) or 1
-    held_out = {
+    pooled = {
         key: round(sum(f[key] * f["questions"] for f in folds) / total, 4)
         for key in (folds[0] if folds else {})
         if key != "questions"
     }
-    final = fit_weights(gen, answerable, unanswerable)
+    final = fit_weights(asked.gen, asked.answerable, _negatives(asked))
     trained_on = {
         "data": path.name,
         "sha256": file_sha256(path),
-        "questions": len(answerable),
+        "questions": len(asked.answerable),
+        "negatives": "article hidden" + (" and paragraph hidden" if NEAR_MISS_NEGATIVES else ""),
         "folds": f"article index mod {FOLDS}",
         "model": model_id_for(settings.model),
         "chunk_tokens": settings.chunk_tokens,
@@ -351,7 +260,7 @@ def train(
     weights = AnswererWeights(
         final.sentence, final.refusal, final.span, final.threshold, trained_on
     )
-    report = {"held_out": held_out, "folds": folds, "trained_on": trained_on}
+    report = {"held_out": pooled, "folds": folds, "trained_on": trained_on}
     return weights, report
 
 
