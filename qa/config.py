@@ -82,6 +82,8 @@ class Settings:
     # Service.
     admin_token: str | None = field(default=None, repr=False)
     reload_interval: float = 1.0
+    #: Largest document accepted by ``PUT /api/documents/...`` and the upload form (bytes).
+    max_document_bytes: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -107,6 +109,8 @@ class Settings:
             raise ConfigError(
                 f"answer_scorer must be one of {get_args(AnswerScorer)}, got {self.answer_scorer!r}"
             )
+        if self.max_document_bytes < 1:
+            raise ConfigError(f"max_document_bytes must be positive, got {self.max_document_bytes}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 
