@@ -32,6 +32,7 @@ from qa.errors import (
     InvalidQueryError,
     ModelLoadError,
     QAError,
+    ReaderError,
     SeedFileError,
     UnsupportedDocumentError,
 )
@@ -51,6 +52,7 @@ STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (IndexCorruptError, 503),
     (IndexMismatchError, 503),
     (ModelLoadError, 503),
+    (ReaderError, 503),  # before ConfigError, its base: a model folder that cannot be used
     (SeedFileError, 503),
     (ConfigError, 500),
 )
