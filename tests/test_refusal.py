@@ -178,7 +178,6 @@ def _squad(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_train_answerer_reproduces_its_weights_exactly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
