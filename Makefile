@@ -32,7 +32,13 @@ serve: install
 index: install
 	$(BIN)/python -m qa index
 
-test: install browser
+# The Ray tests run here, so the 'ray' extra is installed for them (`make serve` never needs it).
+RAY_STAMP := $(VENV)/.ray-stamp
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	touch $(RAY_STAMP)
+
+test: install browser $(RAY_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: install

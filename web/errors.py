@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qa.errors import (
     ConfigError,
     DocumentNotFoundError,
+    ExecutorError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
@@ -43,6 +44,7 @@ STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (IndexCorruptError, 503),
     (IndexMismatchError, 503),
     (ModelLoadError, 503),
+    (ExecutorError, 503),
     (SeedFileError, 503),
     (ConfigError, 500),
 )
