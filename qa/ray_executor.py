@@ -244,6 +244,7 @@ class RayExecutor(Executor):
         self._connect()
         ray = self.ray
         workers, per_actor = self._pool()
+        workers = min(workers, len(rows))  # an actor with no batch would only cost its start
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
