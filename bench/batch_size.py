@@ -23,11 +23,11 @@ import _common as c
 
 def passages(limit: int) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """Embedded texts and sentence spans of the passages of ``limit`` SciFact documents."""
-    from qa.articles import parse_article
     from qa.config import Settings
-    from qa.embedder import load_embedder
-    from qa.passages import make_passages
-    from qa.seeds import scan
+    from qa.embed.registry import load_embedder
+    from qa.ingest.articles import parse_article
+    from qa.ingest.passages import make_passages
+    from qa.ingest.seeds import scan
 
     settings = Settings()
     embedder = load_embedder(settings)
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--name", default="batch_size")
     args = p.parse_args(argv)
-    from qa.embedder import SentenceTransformerEmbedder
-    from qa.onnx_backend import OnnxEmbedder
+    from qa.embed.onnx_backend import OnnxEmbedder
+    from qa.embed.torch_backend import SentenceTransformerEmbedder
 
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.quick:

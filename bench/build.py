@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="build")
     args = p.parse_args(argv)
-    from qa import store
-    from qa.builder import build_index
     from qa.config import Settings
-    from qa.index import read_passages
+    from qa.index import storage as store
+    from qa.index.builder import build_index
+    from qa.index.storage import read_passages
 
     docs = 20 if args.quick else args.docs
     reps = 1 if args.quick else args.reps
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(seeds_dir=seeds, index_dir=Path(tmp) / "index", backend=args.embedder)
         bare = c.load_bare_model()
         # Load and warm the service's embedder outside the timings (both sides are warm).
-        from qa.embedder import load_embedder
+        from qa.embed.registry import load_embedder
 
         load_embedder(settings).embed(["warm-up"] * 4)
         bare.encode(["warm-up"] * 4)

@@ -28,10 +28,10 @@ MIN_COSINE = 0.999
 
 def seed_passages() -> list[str]:
     """The texts seedqa embeds for ``seeds/`` (built with the real model into a temp folder)."""
-    from qa import store
-    from qa.builder import build_index
     from qa.config import Settings
-    from qa.index import read_passages
+    from qa.index import storage as store
+    from qa.index.builder import build_index
+    from qa.index.storage import read_passages
 
     with tempfile.TemporaryDirectory(prefix="seedqa-bench-") as tmp:
         settings = Settings(seeds_dir=c.SEEDS, index_dir=Path(tmp))
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from onnx_embedder import onnx_variant
 
-    from qa.embedder import SentenceTransformerEmbedder
+    from qa.embed.torch_backend import SentenceTransformerEmbedder
 
     rounds = 1 if args.quick else args.rounds
     questions = c.questions(limit=8 if args.quick else None)

@@ -1,4 +1,4 @@
-"""ONNX variants measured by ``inference.py`` beside the library's backend (``qa.onnx_backend``).
+"""ONNX variants measured by ``inference.py`` beside the library's ONNX Runtime backend.
 
 ``fp32`` is exactly what ``backend = "onnx"`` runs. ``opt`` adds ONNX Runtime's offline BERT
 fusions (attention, layer norm, GELU) and ``int8`` dynamic weight quantisation; both are measured
@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from qa.config import BUNDLED_MODEL
-from qa.embedder import resolve_model
-from qa.onnx_backend import OnnxEmbedder, make_session
+from qa.embed.models import resolve_model
+from qa.embed.onnx_backend import OnnxEmbedder, make_session
 
 
 def optimize_onnx(source: Path, target: Path, *, num_heads: int, hidden: int) -> Path:

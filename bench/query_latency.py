@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import httpx
 
-    from qa.builder import build_index
+    from qa.ask.service import QAService
     from qa.config import Settings
-    from qa.service import QAService
+    from qa.index.builder import build_index
 
     questions = c.questions(limit=5 if args.quick else None)
     rounds = 1 if args.quick else args.rounds

@@ -89,12 +89,12 @@ def per_query_latency(index: Any, queries: np.ndarray, k: int = K) -> tuple[dict
 def build_hnsw_budgeted(
     data: np.ndarray, *, m: int, ef_construction: int, budget_s: float
 ) -> tuple[Any, dict[str, Any]]:
-    """HNSW built by ``qa.vectors.build_faiss``, in chunks, stopping when over ``budget_s``.
+    """HNSW built by ``qa.index.vectors.build_faiss``, in chunks, stopping when over ``budget_s``.
 
     ``build_faiss`` is called on the first chunk (so the parameters are the library's); the rest
     are added in chunks, which is what ``IndexHNSWFlat.add`` does internally anyway.
     """
-    from qa.vectors import build_faiss
+    from qa.index.vectors import build_faiss
 
     n = len(data)
     chunk = max(1000, n // 20)
@@ -171,7 +171,7 @@ def run_size(
     import faiss
 
     from qa.config import Settings
-    from qa.vectors import build_faiss, choose_index_type
+    from qa.index.vectors import build_faiss, choose_index_type
 
     s = Settings()
     print(f"--- n={n}  load {c.loadavg()}", file=sys.stderr, flush=True)

@@ -109,7 +109,7 @@ def bare_start() -> dict[str, Any]:
 def write_eval_seeds(folder: Path, limit: int | None) -> int:
     """SciFact as seed files exactly as ``qa eval --beir`` writes them (names and text), so an
     index that ``qa eval --cache`` built is up to date for them."""
-    from qa.benchmarks import beir_documents, read_beir
+    from qa.evaluation.beir import beir_documents, read_beir
 
     documents, _ = beir_documents(read_beir(c.SCIFACT.parent, split="test"))
     folder.mkdir(parents=True)
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 docs = write_eval_seeds(seeds, limit=limit)
                 if args.index_cache is not None and not args.quick:
-                    from qa.benchmarks import cache_folder
                     from qa.config import Settings
+                    from qa.evaluation.corpus import cache_folder
 
                     index = cache_folder(args.index_cache, "scifact", Settings())
             t = time.perf_counter()

@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedder", choices=["torch", "onnx"], default="onnx")
     p.add_argument("--name", default="throughput")
     args = p.parse_args(argv)
-    from qa.builder import build_index
     from qa.config import Settings
+    from qa.index.builder import build_index
 
     seconds = 1.0 if args.quick else args.seconds
     questions = c.questions()

@@ -56,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("txtai is not installed: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    from qa import store
-    from qa.builder import build_index
+    from qa.ask.service import QAService
     from qa.config import Settings
-    from qa.embedder import load_embedder
-    from qa.index import read_passages
-    from qa.service import QAService
+    from qa.embed.registry import load_embedder
+    from qa.index import storage as store
+    from qa.index.builder import build_index
+    from qa.index.storage import read_passages
 
     docs = 20 if args.quick else args.docs
     nq = 10 if args.quick else args.queries

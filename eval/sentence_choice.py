@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answer import (  # noqa: E402
+from qa.ask.answer import (  # noqa: E402
     W_LEXICAL,
     W_NOVEL,
     W_RANK,
@@ -33,11 +33,12 @@ from qa.answer import (  # noqa: E402
     _idf,
     question_type,
 )
+from qa.ask.retrieval import retrieve  # noqa: E402
+from qa.ask.service import QAService  # noqa: E402
 from qa.config import Settings  # noqa: E402
-from qa.evaluate import read_questions  # noqa: E402
-from qa.lexical import tokenize  # noqa: E402
-from qa.retrieval import retrieve  # noqa: E402
-from qa.service import QAService  # noqa: E402
+from qa.evaluation.questions import read_questions  # noqa: E402
+from qa.index.generation.lexical import tokenize  # noqa: E402
+from qa.ask.pipeline import run_question  # noqa: E402
 
 
 @dataclass
@@ -66,17 +67,18 @@ def collect() -> list[Question]:
     for q in read_questions(ROOT / "eval" / "seeds_questions.jsonl"):
         if not q.answers or not q.source or not q.evidence:
             continue
-        vector = service.encoder.encode(q.question)
-        hits = retrieve(
+        asked = run_question(
             gen,
             q.question,
-            vector,
+            encode=service.encoder.encode,
+            settings=settings,
+            reader=None,
             k=10,
             mode="hybrid",
-            candidates=settings.candidates,
-            rrf_k=settings.rrf_k,
-            dense_weight=settings.dense_weight,
         )
+        hits, vector = asked.hits, asked.vector
+        if vector is None:  # hybrid retrieval always embeds the question
+            raise RuntimeError("the question was not embedded")
         raw = (settings.seeds_dir / q.source).read_text(encoding="utf-8")
         ev_start = raw.find(q.evidence)
         ev_end = ev_start + len(q.evidence)

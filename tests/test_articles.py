@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.articles import parse_article, parse_date
-from qa.seeds import read_seed
+from qa.ingest.articles import parse_article, parse_date
+from qa.ingest.seeds import read_seed
 
 from .conftest import SEEDS
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from qa import store
-from qa.builder import build_index
 from qa.config import Settings
-from qa.embedder import FakeEmbedder
+from qa.embed.fake import FakeEmbedder
 from qa.errors import IndexBusyError, IndexCorruptError, IndexMismatchError
-from qa.index import load_index
+from qa.index import storage as store
+from qa.index.builder import build_index
+from qa.index.generation import load_index
 
 from .conftest import ROOT, SEED_NAMES
 
@@ -206,7 +206,7 @@ def test_failed_write_leaves_the_old_index(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("qa.builder.np.save", disk_full)
+    monkeypatch.setattr("qa.index.builder.np.save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         build_index(settings)
     assert store.current_generation(settings.index_dir) == first.generation
@@ -220,10 +220,10 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from qa import store
-    from qa.builder import build_index
+    from qa.index import storage as store
+    from qa.index.builder import build_index
     from qa.config import Settings
-    from qa.embedder import FakeEmbedder
+    from qa.embed.fake import FakeEmbedder
 
     class Slow(FakeEmbedder):
         def encode_batch(self, texts):

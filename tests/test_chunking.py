@@ -9,12 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.articles import parse_article
-from qa.chunking import chunk_segments
-from qa.embedder import Embedder, FakeEmbedder, load_embedder
-from qa.passages import make_passages
-from qa.seeds import SeedFile, read_seed
-from qa.sentences import split_sentences
+from qa.embed.base import Embedder
+from qa.embed.fake import FakeEmbedder
+from qa.embed.registry import load_embedder
+from qa.ingest.articles import parse_article
+from qa.ingest.chunking import chunk_segments
+from qa.ingest.passages import make_passages
+from qa.ingest.seeds import SeedFile, read_seed
+from qa.ingest.sentences import split_sentences
 
 from .conftest import SEEDS
 

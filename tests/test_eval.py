@@ -13,19 +13,12 @@ from typing import Any
 
 import pytest
 
-from qa.benchmarks import (
-    evaluate_beir,
-    evaluate_beir_whole_documents,
-    evaluate_xquad,
-    ndcg_at_k,
-    read_beir,
-    read_squad,
-    recall_at_k,
-    token_f1,
-)
 from qa.cli import main
 from qa.config import Settings
 from qa.errors import ConfigError
+from qa.evaluation.beir import evaluate_beir, evaluate_beir_whole_documents, read_beir
+from qa.evaluation.metrics import ndcg_at_k, recall_at_k, token_f1
+from qa.evaluation.squad import evaluate_xquad, read_squad
 
 # No QA_* variable from the caller's shell may change a figure.
 pytestmark = pytest.mark.usefixtures("no_env")

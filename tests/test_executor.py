@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import store
-from qa.builder import build_index
 from qa.config import Settings
 from qa.errors import ConfigError
-from qa.executor import LocalExecutor, make_executor
+from qa.index import storage as store
+from qa.index.builder import build_index, make_executor
+from qa.index.executor import LocalExecutor
 
 
 def test_executor_settings_from_env_and_toml(tmp_path: Path, no_env: None) -> None:
@@ -42,7 +42,7 @@ def test_ray_executor_without_ray_says_how_to_install(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-    monkeypatch.delitem(sys.modules, "qa.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "qa.index.ray_executor", raising=False)
     with pytest.raises(ConfigError, match=r"pip install 'seedqa\[ray\]'"):
         build_index(settings.replace(executor="ray"))
     assert store.current_generation(settings.index_dir) is None

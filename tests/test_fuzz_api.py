@@ -26,7 +26,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.python import asgi as schemathesis_asgi
 
 from qa.config import Settings
-from qa.store import current_generation
+from qa.index.storage import current_generation
 from web.app import create_app
 
 #: Examples per operation and phase: enough to reach every validator branch, bounded in time.

@@ -13,14 +13,11 @@ import numpy as np
 import pytest
 
 from qa.config import BUNDLED_MODEL, Settings
-from qa.embedder import (
-    NVIDIA_DRIVER,
-    SentenceTransformerEmbedder,
-    load_embedder,
-    resolve_model,
-)
+from qa.embed.models import NVIDIA_DRIVER, resolve_model
+from qa.embed.onnx_backend import OnnxEmbedder
+from qa.embed.registry import load_embedder
+from qa.embed.torch_backend import SentenceTransformerEmbedder
 from qa.errors import ModelLoadError
-from qa.onnx_backend import OnnxEmbedder
 
 from .conftest import ROOT, SEEDS
 
@@ -125,7 +122,7 @@ _SERVE_WITHOUT_TORCH = """
 import sys
 from pathlib import Path
 from qa.config import Settings
-from qa.service import QAService
+from qa.ask.service import QAService
 
 seeds, index = Path(sys.argv[1]), Path(sys.argv[2])
 service = QAService(Settings(seeds_dir=seeds, index_dir=index, backend="onnx"))

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from qa.builder import build_index
+from qa.ask.service import QAService
 from qa.config import Settings
-from qa.service import QAService
+from qa.index.builder import build_index
 
 pytestmark = pytest.mark.model
 

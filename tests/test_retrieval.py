@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.builder import build_index
+from qa.ask.retrieval import Filters, retrieve
 from qa.config import Settings
-from qa.embedder import FakeEmbedder
-from qa.index import IndexGeneration, load_index
-from qa.retrieval import Filters, retrieve
-from qa.vectors import build_faiss, search
+from qa.embed.fake import FakeEmbedder
+from qa.index.builder import build_index
+from qa.index.generation import IndexGeneration, load_index
+from qa.index.vectors import build_faiss, search
 
 FAKE = FakeEmbedder()
 

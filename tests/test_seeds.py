@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.errors import SeedFileError
-from qa.seeds import read_seed, scan
+from qa.ingest.seeds import read_seed, scan
 
 
 def test_skips_are_named_and_the_scan_goes_on(
@@ -31,7 +31,7 @@ def test_skips_are_named_and_the_scan_goes_on(
     os.symlink(seeds / "ok.txt", seeds / "link_in.txt")
     os.symlink(seeds, seeds / "deep" / "loop")
 
-    with caplog.at_level(logging.WARNING, logger="qa.seeds"):
+    with caplog.at_level(logging.WARNING, logger="qa.ingest.seeds"):
         files, skipped = scan(seeds)
 
     assert sorted(f.source for f in files) == [

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from qa.ask.service import QAService
 from qa.config import Settings
 from qa.errors import IndexBusyError
-from qa.service import QAService
-from qa.watch import SeedWatcher
+from qa.index.watch import SeedWatcher
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 #: Upper bound for anything the watcher should do; it normally takes well under a second.

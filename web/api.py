@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -13,10 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from qa.errors import DocumentNotFoundError, IndexBusyError, InvalidQueryError
-from qa.retrieval import Filters
-from qa.serialize import ask_result_json
-from qa.service import QAService
+from qa.ask.documents import read_document
+from qa.ask.retrieval import Filters
+from qa.ask.serialize import ask_result_json
+from qa.ask.service import QAService
+from qa.errors import IndexBusyError, InvalidQueryError
 from web.deps import Context, ServiceDep
 from web.schemas import (
     MAX_K,
@@ -31,7 +32,7 @@ from web.schemas import (
     RetrievalMode,
     error_responses,
 )
-from web.security import resolve_document, token_matches
+from web.security import token_matches
 
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="The admin token (`QA_ADMIN_TOKEN`).")
@@ -107,27 +108,6 @@ def ask_get(
     return _ask(service, body)
 
 
-def read_document(service: QAService, source: str) -> DocumentOut:
-    """A document of the live index, read fresh from disk, with its indexed metadata."""
-    meta = service.generation.documents.get(source)
-    if meta is None:
-        raise DocumentNotFoundError(f"no document {source!r} in the index")
-    path = resolve_document(service.settings.seeds_dir, source)
-    data = path.read_bytes()
-    text = data.decode("utf-8", errors="replace")
-    doc = DocumentOut(
-        source=source,
-        title=meta.get("title"),
-        date=meta.get("date"),
-        publisher=meta.get("publisher"),
-        passages=len(meta.get("passages", [])),
-        bytes=len(data),
-        text=text,
-        changed_since_indexed=hashlib.sha256(data).hexdigest() != meta.get("hash"),
-    )
-    return doc
-
-
 @router.get(
     "/api/documents/{source:path}",
     response_model=DocumentOut,
@@ -136,7 +116,8 @@ def read_document(service: QAService, source: str) -> DocumentOut:
 )
 def get_document(source: str, service: ServiceDep) -> DocumentOut:
     """A seed article of the live index: its text (read fresh) and metadata."""
-    return read_document(service, source)
+    doc = read_document(service.generation.documents, service.settings.seeds_dir, source)
+    return DocumentOut(**asdict(doc))
 
 
 @router.post(

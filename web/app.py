@@ -17,10 +17,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 
+from qa.ask.service import QAService
 from qa.config import Settings
 from qa.errors import QAError
-from qa.service import QAService
-from qa.watch import SeedWatcher
+from qa.index.watch import SeedWatcher
 from web import api, pages
 from web.deps import AppContext
 from web.docs import install_docs

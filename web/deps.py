@@ -9,8 +9,8 @@ from typing import Annotated, cast
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
+from qa.ask.service import QAService
 from qa.config import Settings
-from qa.service import QAService
 from web.metrics import Metrics
 
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
+from qa.ask.documents import highlight, read_document
+from qa.ask.serialize import ask_result_json
 from qa.errors import InvalidQueryError
-from qa.serialize import ask_result_json
-from web.api import read_document
 from web.deps import Context, ServiceDep, TemplatesDep, get_service
 from web.schemas import MAX_K
 
@@ -86,18 +86,10 @@ def document(
     q: Annotated[str, Query()] = "",
 ) -> Response:
     """A whole article with the passage ``[start:end]`` marked (``#hl`` scrolls to it)."""
-    doc = read_document(service, source)
-    text = doc.text
-    begin = _parse_int(start, "start", low=0, high=len(text))
-    finish = _parse_int(end, "end", low=0, high=len(text))
-    if (begin is None) != (finish is None):
-        raise InvalidQueryError("give both start and end, or neither")
-    if begin is not None and finish is not None and begin > finish:
-        raise InvalidQueryError(f"start ({begin}) is after end ({finish})")
-    if begin is None or finish is None:
-        parts = None
-    else:
-        # Split on the server and let autoescape escape each part: the mark is the only markup.
-        parts = (text[:begin], text[begin:finish], text[finish:])
+    doc = read_document(service.generation.documents, service.settings.seeds_dir, source)
+    begin = _parse_int(start, "start", low=0, high=len(doc.text))
+    finish = _parse_int(end, "end", low=0, high=len(doc.text))
+    # Split on the server and let autoescape escape each part: the mark is the only markup.
+    parts = highlight(doc.text, begin, finish)
     context = {"doc": doc, "parts": parts, "start": begin, "end": finish, "q": q}
     return templates.TemplateResponse(request, "document.html", context)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from pathlib import Path, PurePosixPath
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from qa.errors import DocumentNotFoundError
 
 #: Bodies above this many bytes are refused with 413 (the API's bodies are a few hundred bytes).
 MAX_BODY_BYTES = 64 * 1024
@@ -130,25 +127,3 @@ class BodyGuardMiddleware:
 def token_matches(given: str, expected: str) -> bool:
     """Whether a bearer token is the admin token, compared in constant time."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def resolve_document(seeds_dir: Path, source: str) -> Path:
-    """The file for ``source`` if it is a regular file inside ``seeds_dir``, else 404.
-
-    ``source`` comes from the URL (already percent-decoded), so ``..``, absolute paths,
-    backslashes and symlinks that lead out of the seeds folder are all refused.
-    """
-    not_found = DocumentNotFoundError(f"no document {source!r} in the seeds folder")
-    if not source or "\x00" in source or "\\" in source:
-        raise not_found
-    relative = PurePosixPath(source)
-    if relative.is_absolute() or any(part in ("..", ".") for part in relative.parts):
-        raise not_found
-    root = seeds_dir.resolve()
-    try:
-        path = (root / relative).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, or a symlink loop
-        raise not_found from None
-    if not path.is_relative_to(root) or not path.is_file():
-        raise not_found
-    return path

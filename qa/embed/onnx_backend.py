@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.embedder import Embedder, Vectors, _batches, pool_sentences, resolve_model
+from qa.embed.base import Embedder, Vectors, length_sorted_batches, pool_sentences
+from qa.embed.models import resolve_model
 from qa.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class OnnxEmbedder(Embedder):
         dim = self.dimension
         vectors = np.empty((len(texts), dim), dtype=np.float32)
         sentences: list[Vectors] = [np.empty((0, dim), dtype=np.float32)] * len(texts)
-        for idx in _batches(texts, batch_size, progress=progress):
+        for idx in length_sorted_batches(texts, batch_size, progress=progress):
             hidden, mask, encodings = self._forward([texts[i] for i in idx])
             vectors[idx] = _mean_pool(hidden, mask)
             for j, i in enumerate(idx):

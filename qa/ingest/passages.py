@@ -6,10 +6,10 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qa.articles import Article
-from qa.chunking import chunk_segments
-from qa.embedder import Embedder
-from qa.sentences import split_sentences
+from qa.embed.base import Embedder
+from qa.ingest.articles import Article
+from qa.ingest.chunking import chunk_segments
+from qa.ingest.sentences import split_sentences
 
 #: A title longer than this many tokens is not prefixed to the embedded text of each passage.
 MAX_TITLE_PREFIX_TOKENS = 48

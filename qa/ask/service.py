@@ -14,15 +14,18 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 
-from qa import store
-from qa.answer import ANSWER_PASSAGES, Abstention, Answer, extract_answer
-from qa.batching import QuestionEncoder
-from qa.builder import BuildSummary, build_index
+from qa.ask.answer import Abstention, Answer
+from qa.ask.pipeline import load_reader, run_question
+from qa.ask.reader import Reader
+from qa.ask.retrieval import Filters, Hit
 from qa.config import RetrievalMode, Settings
-from qa.embedder import Embedder, load_embedder
+from qa.embed.base import Embedder
+from qa.embed.batching import QuestionEncoder
+from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, InvalidQueryError
-from qa.index import IndexGeneration, load_index
-from qa.retrieval import Filters, Hit, retrieve
+from qa.index import storage as store
+from qa.index.builder import BuildSummary, build_index
+from qa.index.generation import IndexGeneration, load_index
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class AskResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Best sentence similarity to the question (``None`` when no answer was asked for).
     support: float | None = None
+    #: The answer the reader would have given had it not refused (for measuring refusals).
+    unrefused: Answer | None = None
 
 
 def validate_question(question: object, *, max_chars: int) -> str:
@@ -74,6 +79,7 @@ class QAService:
         self.settings = settings
         self._embedder = embedder
         self._encoder: QuestionEncoder | None = None
+        self._reader: Reader | None = None
         self._generation: IndexGeneration | None = None
         self._swap_lock = threading.Lock()
         self._build_lock = threading.Lock()
@@ -98,6 +104,13 @@ class QAService:
                 self.embedder, cache_size=self.settings.question_cache_size
             )
         return self._encoder
+
+    @property
+    def reader(self) -> Reader:
+        """The answer reader the settings choose, loaded on first use."""
+        if self._reader is None:
+            self._reader = load_reader(self.settings)
+        return self._reader
 
     def start(self, *, update: bool = True, poll: bool = True) -> None:
         """Bring the index up to date (optionally), load it, and follow later generations."""
@@ -186,48 +199,29 @@ class QAService:
             raise InvalidQueryError(f"k must be between 1 and {self.settings.max_k}, got {k}")
         mode = mode or self.settings.retrieval_mode
         gen = self.generation  # one generation for the whole query
-        timings: dict[str, float] = {}
-        vector = None
-        if mode != "bm25" or answer:
-            t = time.perf_counter()
-            vector = self.encoder.encode(text)
-            timings["embed_ms"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        hits = retrieve(
+        asked = run_question(
             gen,
             text,
-            vector,
+            encode=self.encoder.encode,
+            settings=self.settings,
+            reader=self.reader if answer else None,
             k=k,
             mode=mode,
-            candidates=self.settings.candidates,
-            rrf_k=self.settings.rrf_k,
-            dense_weight=self.settings.dense_weight,
             filters=filters,
         )
-        timings["search_ms"] = (time.perf_counter() - t) * 1000
         result_answer: Answer | None = None
         reason: str | None = None
         support: float | None = None
-        if answer:
-            t = time.perf_counter()
-            assert vector is not None  # answers always embed the question (see above)
-            outcome = extract_answer(
-                text,
-                hits,
-                threshold=self.settings.answer_threshold,
-                template=self.settings.answer_template,
-                sentence_scores={
-                    h.row: gen.sentence_scores(h.row, vector) for h in hits[:ANSWER_PASSAGES]
-                },
-                known=gen.knows,
-                article_terms=gen.article_terms,
-            )
-            timings["answer_ms"] = (time.perf_counter() - t) * 1000
-            support = outcome.support
-            if isinstance(outcome, Abstention):
-                reason = outcome.reason
+        unrefused: Answer | None = None
+        if asked.outcome is not None:
+            support = asked.outcome.support
+            if isinstance(asked.outcome, Abstention):
+                reason = asked.outcome.reason
+                unrefused = asked.outcome.best
             else:
-                result_answer = outcome
+                result_answer = asked.outcome
+        hits = asked.hits
+        timings = asked.timings
         return AskResult(
             question=text,
             answer=result_answer,
@@ -238,4 +232,5 @@ class QAService:
             mode=mode,
             timings={k_: round(v, 2) for k_, v in timings.items()},
             support=support,
+            unrefused=unrefused or result_answer,
         )

@@ -15,9 +15,9 @@ import numpy.typing as npt
 
 from qa.config import RetrievalMode
 from qa.errors import InvalidQueryError
-from qa.index import IndexGeneration
-from qa.passages import Passage
-from qa.vectors import search as faiss_search
+from qa.index.generation import IndexGeneration
+from qa.index.vectors import search as faiss_search
+from qa.ingest.passages import Passage
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,17 @@
 """Where a build's embedding work runs: the seam between the build and its executors.
 
-A build decides *what* to embed (content hashes, see :mod:`qa.builder`); an executor decides
-*where*: :class:`LocalExecutor` runs the embedder in this process (the default), and
-:class:`qa.ray_executor.RayExecutor` spreads the same batches over a Ray cluster. Every executor
-returns exactly what :meth:`qa.embedder.Embedder.embed_passages` returns, in the order given.
+A build decides *what* to embed (content hashes, see :mod:`qa.index.builder`); an executor
+decides *where*: :class:`LocalExecutor` runs the embedder in this process (the default), and
+:class:`qa.index.ray_executor.RayExecutor` spreads the same batches over a Ray cluster. Every
+executor returns exactly what :meth:`qa.embed.base.Embedder.embed_passages` returns, in order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import get_args
 
-from qa.config import ExecutorName, Settings
-from qa.embedder import Embedder, Vectors
-from qa.errors import ConfigError
+from qa.embed.base import Embedder, Vectors
 
 Spans = Sequence[Sequence[tuple[int, int]]]
 
@@ -46,7 +43,7 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """Today's path: the driver's own embedder, batched as :func:`qa.embedder._batches` does."""
+    """Today's path: the driver's own embedder, in this process, batched as it batches."""
 
     def embed_passages(
         self,
@@ -62,16 +59,3 @@ class LocalExecutor(Executor):
         return embedder.embed_passages(
             texts, sentence_spans, batch_size=batch_size, progress=progress
         )
-
-
-def make_executor(settings: Settings) -> Executor:
-    """The executor ``settings.executor`` names (Ray is imported only when it is asked for)."""
-    if settings.executor == "local":
-        return LocalExecutor()
-    if settings.executor == "ray":
-        from qa.ray_executor import RayExecutor
-
-        return RayExecutor(settings)
-    raise ConfigError(
-        f"executor must be one of {get_args(ExecutorName)}, got {settings.executor!r}"
-    )

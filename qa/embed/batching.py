@@ -15,7 +15,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from qa.embedder import Embedder, Vectors
+from qa.embed.base import Embedder, Vectors
 
 _Item = tuple[str, "Future[Vectors]"]
 

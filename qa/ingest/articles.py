@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from qa.htmltext import html_segments
-from qa.seeds import SeedFile
+from qa.ingest.htmltext import html_segments
+from qa.ingest.seeds import SeedFile
 
 Span = tuple[int, int]
 

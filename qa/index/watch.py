@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class Reindexer(Protocol):
-    """What the watcher drives: :class:`qa.service.QAService` fits."""
+    """What the watcher drives: :class:`qa.ask.service.QAService` fits."""
 
     def reindex(self, *, wait: float = 0.0, rebuild: bool = False) -> Any:
         """Bring the index up to date with the seeds folder."""

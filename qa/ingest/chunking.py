@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from qa.sentences import split_sentences
+from qa.ingest.sentences import split_sentences
 
 
 class TokenCounter(Protocol):

@@ -3,14 +3,12 @@
 Content hashes decide the work: unchanged files keep their passages and vectors, edited files
 are re-chunked and only passages whose embedded text is new are embedded again, renamed files
 reuse their vectors, deleted files disappear from every structure. The result is written as a
-new generation beside the old one and switched to atomically (see :mod:`qa.store`).
+new generation beside the old one and switched to atomically (see :mod:`qa.index.storage`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,23 +20,17 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from qa import store
-from qa.articles import parse_article
 from qa.config import Settings
-from qa.embedder import Embedder, Vectors, load_embedder
-from qa.errors import IndexBusyError, IndexCorruptError, QAError
-from qa.executor import Executor, make_executor
-from qa.index import (
-    SCHEMA_VERSION,
-    check_compatible,
-    chunking_settings,
-    read_passages,
-    sentence_starts,
-)
-from qa.lexical import LexicalIndex, tokenize
-from qa.passages import Passage, make_passages
-from qa.seeds import SkippedFile, scan
-from qa.vectors import build_faiss, choose_index_type
+from qa.embed.base import Embedder, Vectors
+from qa.embed.registry import load_embedder
+from qa.errors import IndexBusyError, QAError
+from qa.index import storage as store
+from qa.index.executor import Executor, LocalExecutor
+from qa.index.lexical import LexicalIndex, tokenize
+from qa.index.vectors import build_faiss, choose_index_type
+from qa.ingest.articles import Article, parse_article
+from qa.ingest.passages import Passage, make_passages
+from qa.ingest.seeds import SeedFile, SkippedFile, scan
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +79,26 @@ def _versions() -> dict[str, str]:
 
 
 def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
+    """The live generation's documents, passages and vectors, read in full to reuse them."""
     if rebuild or store.current_generation(settings.index_dir) is None:
         return None
-    folder = store.current_path(settings.index_dir)
-    manifest = store.read_manifest(folder)
-    check_compatible(manifest, settings, where=folder)
-    store.verify_checksums(folder, manifest.get("files", {}))
-    passages = read_passages(folder)
-    try:
-        vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-        sentences = np.load(folder / "sentences.npy", allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(
-            f"vectors '{folder / 'vectors.npy'}' are unreadable ({exc}); "
-            "run `python -m qa index --rebuild`"
-        ) from None
-    if len(vectors) != len(passages):
-        raise IndexCorruptError(f"index '{folder}' has a vector count that does not match")
-    return _Previous(manifest.get("documents", {}), passages, vectors, sentences, manifest["model"])
+    stored = store.read_generation(settings, mmap=False)
+    return _Previous(
+        documents=stored.manifest.get("documents", {}),
+        passages=stored.passages,
+        vectors=stored.vectors,
+        sentences=stored.sentence_vectors.astype(np.float32),
+        model=stored.manifest["model"],
+    )
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names; Ray is imported only when it is asked for."""
+    if settings.executor == "ray":
+        from qa.index.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor()
 
 
 def build_index(
@@ -157,57 +151,8 @@ def _build_locked(
     store.prune(settings.index_dir, keep=settings.keep_generations)
     files, skipped = scan(settings.seeds_dir)
     previous = _load_previous(settings, rebuild=rebuild)
-    prev_docs = previous.documents if previous else {}
-    prev_rows: dict[str, list[int]] = {}
-    if previous:
-        for row, p in enumerate(previous.passages):
-            prev_rows.setdefault(p.source, []).append(row)
-
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
-    current = {f.source: f for f in files}
-    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
-    embedder_ = embedder
-    passages: list[Passage] = []
-    documents: dict[str, dict[str, Any]] = {}
-    for seed in files:
-        before = prev_docs.get(seed.source)
-        if before is not None and before["hash"] == seed.content_hash and previous:
-            summary.unchanged += 1
-            kept = [previous.passages[r] for r in prev_rows.get(seed.source, [])]
-            passages.extend(kept)
-            documents[seed.source] = before
-            continue
-        if before is not None:
-            summary.updated += 1
-        elif seed.content_hash in removed_hashes:
-            summary.renamed += 1
-            del removed_hashes[seed.content_hash]
-        else:
-            summary.added += 1
-        if embedder_ is None:
-            embedder_ = load_embedder(settings)
-        article = parse_article(seed)
-        new = make_passages(
-            article,
-            embedder_,
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-        )
-        passages.extend(new)
-        documents[seed.source] = {
-            "hash": seed.content_hash,
-            "title": article.title,
-            "date": article.date,
-            "publisher": article.publisher,
-            "bytes": len(seed.text.encode("utf-8")),
-            "passages": [p.chunk_id for p in new],
-            # Words of the site chrome left out of the index: small, and lets a question that
-            # names the site ("the CNUS article") be recognised as about this article.
-            "chrome_terms": sorted(
-                {t for s, e in article.chrome for t in tokenize(article.text[s:e])}
-            ),
-        }
-    summary.removed = len(removed_hashes)
+    passages, documents, embedder_ = _collect_passages(settings, files, previous, embedder, summary)
     summary.passages = len(passages)
     summary.changed = previous is None or bool(
         summary.added or summary.updated or summary.removed or summary.renamed
@@ -243,6 +188,69 @@ def _build_locked(
     return summary
 
 
+def _collect_passages(
+    settings: Settings,
+    files: list[SeedFile],
+    previous: _Previous | None,
+    embedder: Embedder | None,
+    summary: BuildSummary,
+) -> tuple[list[Passage], dict[str, dict[str, Any]], Embedder | None]:
+    """Every passage of the seeds and each document's record, counting the changes in
+    ``summary``. Unchanged files keep their passages; only new or edited ones are parsed and
+    chunked (which loads the embedder, for its tokenizer)."""
+    prev_docs = previous.documents if previous else {}
+    prev_rows: dict[str, list[int]] = {}
+    if previous:
+        for row, p in enumerate(previous.passages):
+            prev_rows.setdefault(p.source, []).append(row)
+    current = {f.source for f in files}
+    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
+    passages: list[Passage] = []
+    documents: dict[str, dict[str, Any]] = {}
+    for seed in files:
+        before = prev_docs.get(seed.source)
+        if before is not None and before["hash"] == seed.content_hash and previous:
+            summary.unchanged += 1
+            passages.extend(previous.passages[r] for r in prev_rows.get(seed.source, []))
+            documents[seed.source] = before
+            continue
+        if before is not None:
+            summary.updated += 1
+        elif seed.content_hash in removed_hashes:
+            summary.renamed += 1
+            del removed_hashes[seed.content_hash]
+        else:
+            summary.added += 1
+        if embedder is None:
+            embedder = load_embedder(settings)
+        article = parse_article(seed)
+        new = make_passages(
+            article,
+            embedder,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+        )
+        passages.extend(new)
+        documents[seed.source] = _document_record(seed, article, new)
+    summary.removed = len(removed_hashes)
+    return passages, documents, embedder
+
+
+def _document_record(seed: SeedFile, article: Article, passages: list[Passage]) -> dict[str, Any]:
+    """What the manifest keeps of one document."""
+    return {
+        "hash": seed.content_hash,
+        "title": article.title,
+        "date": article.date,
+        "publisher": article.publisher,
+        "bytes": len(seed.text.encode("utf-8")),
+        "passages": [p.chunk_id for p in passages],
+        # Words of the site chrome left out of the index: small, and lets a question that
+        # names the site ("the CNUS article") be recognised as about this article.
+        "chrome_terms": sorted({t for s, e in article.chrome for t in tokenize(article.text[s:e])}),
+    }
+
+
 def _vectors_for(
     passages: list[Passage],
     previous: _Previous | None,
@@ -256,7 +264,7 @@ def _vectors_for(
     was embedded before. Returns (passage vectors, sentence vectors in passage order, embedded)."""
     known: dict[str, tuple[Vectors, Vectors]] = {}
     if previous is not None:
-        starts = sentence_starts(previous.passages)
+        starts = store.sentence_starts(previous.passages)
         for row, p in enumerate(previous.passages):
             sents = previous.sentences[starts[row] : starts[row + 1]]
             known[p.embed_hash] = (previous.vectors[row], sents)
@@ -295,14 +303,7 @@ def _write_generation(
     documents: dict[str, dict[str, Any]],
     model_info: dict[str, Any],
 ) -> None:
-    import faiss  # imported here: only a build needs it, and it is slow to import
-
-    with open(folder / "passages.jsonl", "w", encoding="utf-8") as fh:
-        for p in passages:
-            fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
-    np.save(folder / "vectors.npy", vectors, allow_pickle=False)
-    # Half precision is plenty for ranking a handful of sentences, at half the disk and memory.
-    np.save(folder / "sentences.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
+    """Build the FAISS and BM25 indexes for ``passages`` and have storage write the generation."""
     index_type = choose_index_type(
         len(passages),
         exact_threshold=settings.exact_threshold,
@@ -315,27 +316,23 @@ def _write_generation(
         ef_construction=settings.hnsw_ef_construction,
         ef_search=settings.hnsw_ef_search,
     )
-    faiss.write_index(index, str(folder / "index.faiss"))
-    (folder / "bm25").mkdir()
-    LexicalIndex.build([p.embed_text() for p in passages]).save(folder / "bm25")
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "generation": folder.name,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": model_info,
-        "chunking": chunking_settings(settings),
-        "index": index_info,
-        "metric": "inner_product_on_unit_vectors",
-        "passages": len(passages),
-        "documents": documents,
-        "versions": _versions(),
-        "files": store.file_checksums(folder),
-    }
-    store.write_atomic(folder / store.MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    store.write_generation(
+        folder,
+        passages=passages,
+        vectors=vectors,
+        sentence_vectors=sentence_vectors,
+        faiss_index=index,
+        lexical=LexicalIndex.build([p.embed_text() for p in passages]),
+        manifest={
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": model_info,
+            "chunking": store.chunking_settings(settings),
+            "index": index_info,
+            "metric": "inner_product_on_unit_vectors",
+            "documents": documents,
+            "versions": _versions(),
+        },
+    )
 
 
 __all__ = ["BuildSummary", "QAError", "build_index"]

@@ -1,4 +1,4 @@
-"""``qa eval``: retrieval and answer quality on a question file, BEIR data, or XQuAD.
+"""Question files for ``qa eval --questions``: hit@k, MRR, answer accuracy and refusals.
 
 Question files are JSON lines: ``{"question", "answers": [...], "source"?, "evidence"?}``.
 A passage is relevant when its span overlaps the evidence in its source or, without evidence,
@@ -8,18 +8,13 @@ question the seeds cannot answer; the service should abstain on it.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import tempfile
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qa.config import Settings
+from qa.ask.service import AskResult, QAService
 from qa.errors import ConfigError
-from qa.service import AskResult, QAService
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,93 +206,3 @@ def evaluate_questions(
         k=k,
         failures=failures,
     )
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``qa eval``."""
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--questions", type=Path, help="JSON-lines question file")
-    what.add_argument("--beir", type=Path, help="BEIR folder (corpus, queries, qrels)")
-    what.add_argument("--xquad", type=Path, help="XQuAD / SQuAD v1.1 JSON file")
-    parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
-    parser.add_argument("--k", type=int, default=10, help="passages per question (default 10)")
-    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
-    parser.add_argument("--chunk-tokens", type=int, help="chunk size for the temporary index")
-    parser.add_argument("--threshold", type=float, help="abstention threshold to use")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
-    parser.add_argument(
-        "--whole-documents",
-        action="store_true",
-        help="--beir only: encode each document whole ('title text', truncated by the model) "
-        "and search exactly, the published dense set-up (a check of the model path)",
-    )
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        help="keep the --beir/--xquad index under this folder and reuse it on the next run "
-        "(one index per dataset, model and chunking; modes share it)",
-    )
-
-
-def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
-    """Dispatch ``qa eval`` and print its report."""
-    settings = settings.replace(chunk_tokens=args.chunk_tokens, answer_threshold=args.threshold)
-    if args.questions is not None:
-        questions = read_questions(args.questions)[: args.limit]
-        service = QAService(settings)
-        try:
-            service.start(update=True, poll=False)
-            report = evaluate_questions(service, questions, k=args.k)
-        finally:
-            service.close()
-        data: dict[str, Any] = asdict(report)
-    elif args.beir is not None and args.whole_documents:
-        from qa.benchmarks import evaluate_beir_whole_documents
-
-        data = evaluate_beir_whole_documents(
-            args.beir, settings, split=args.split, limit=args.limit
-        )
-    elif args.beir is not None:
-        from qa.benchmarks import evaluate_beir
-
-        data = evaluate_beir(
-            args.beir, settings, split=args.split, limit=args.limit, cache=args.cache
-        )
-    else:
-        from qa.benchmarks import evaluate_xquad
-
-        data = evaluate_xquad(
-            args.xquad, settings, k=min(args.k, 5), limit=args.limit, cache=args.cache
-        )
-    _print_report(data, as_json=args.json)
-    return 0
-
-
-def _print_report(data: dict[str, Any], *, as_json: bool) -> None:
-    failures = data.pop("failures", [])
-    if as_json:
-        data["failures"] = failures
-        print(json.dumps(data, ensure_ascii=False))
-        return
-    for key, value in data.items():
-        print(f"{key:>24}: {value}")
-    if failures:
-        print(f"\n{len(failures)} questions failed:")
-        for f in failures:
-            print(
-                f"- {f['question']!r}: gold {f.get('gold')}, "
-                f"relevant rank {f.get('relevant_rank')}, "
-                f"answer {f.get('answer')!r}, abstained {f.get('abstained')}, "
-                f"support {f.get('support')}",
-                file=sys.stdout,
-            )
-
-
-def temporary_seeds(documents: Iterable[tuple[str, str]]) -> tempfile.TemporaryDirectory[str]:
-    """A temporary folder with ``seeds/NAME.txt`` per ``(name, text)``, plus room for an index."""
-    tmp = tempfile.TemporaryDirectory(prefix="seedqa-eval-")
-    seeds = Path(tmp.name) / "seeds"
-    seeds.mkdir()
-    for name, text in documents:
-        (seeds / f"{name}.txt").write_text(text, encoding="utf-8")
-    return tmp

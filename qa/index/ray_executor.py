@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from qa.config import Settings
-from qa.embedder import Embedder, Vectors, _batches, load_embedder
+from qa.embed.base import Embedder, Vectors, length_sorted_batches
+from qa.embed.registry import load_embedder
 from qa.errors import ConfigError, ExecutorError, IndexCorruptError
-from qa.executor import Executor, Spans
+from qa.index.executor import Executor, Spans
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ def actor_embedder(settings: Settings, threads: int) -> Embedder:
     worker (as many as the actor was given), else what :func:`load_embedder` picks (torch on
     a GPU worker, the fake model in tests)."""
     if settings.backend == "onnx" and settings.device in (None, "cpu") and settings.model != "fake":
-        from qa.embedder import _default_device
+        from qa.embed.models import default_device
 
-        if _default_device() == "cpu":
-            from qa.onnx_backend import OnnxEmbedder
+        if default_device() == "cpu":
+            from qa.embed.onnx_backend import OnnxEmbedder
 
             return OnnxEmbedder(model=settings.model, threads=threads)
     return load_embedder(settings)
@@ -209,7 +210,7 @@ class RayExecutor(Executor):
         sentences: list[Vectors] = [np.empty((0, dim), dtype=np.float32)] * len(texts)
         if not texts:
             return vectors, sentences
-        batches = list(_batches(texts, batch_size, progress=False))
+        batches = list(length_sorted_batches(texts, batch_size, progress=False))
         rows, expected = [], {}
         for idx in batches:
             bt, bs = [texts[i] for i in idx], [list(sentence_spans[i]) for i in idx]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qa.retrieval import Hit
-from qa.service import AskResult
+from qa.ask.retrieval import Hit
+from qa.ask.service import AskResult
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:

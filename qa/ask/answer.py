@@ -24,11 +24,11 @@ from pathlib import Path
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from qa.articles import is_date_line
+from qa.ask.retrieval import Hit
 from qa.errors import ConfigError
-from qa.lexical import tokenize
-from qa.retrieval import Hit
-from qa.sentences import split_sentences
+from qa.index.lexical import tokenize
+from qa.ingest.articles import is_date_line
+from qa.ingest.sentences import split_sentences
 
 #: How many of the top passages are searched for an answer sentence.
 ANSWER_PASSAGES = 3
@@ -82,6 +82,8 @@ class Abstention:
 
     reason: str
     support: float
+    #: The answer that would have been given without the refusal (for measuring refusals).
+    best: Answer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,21 +224,38 @@ def extract_answer(
     scored = [(score(s), s) for s in sentences]
     best_score, best = max(scored, key=lambda x: x[0])
     support = max(s.semantic for s in sentences)
+    answer = _answer_from(question, best, best_score, support, scored, hits, template)
     if support < threshold:
         return Abstention(
             f"the passages found do not support an answer "
             f"(best sentence similarity {support:.2f}, needed {threshold:.2f})",
             support,
+            answer,
         )
     if known is not None and article_terms is not None:
         missing = unsupported_terms(
             question, known=known, article_terms=article_terms(best.hit.passage.source)
         )
         if missing:
-            names = ", ".join(f"'{m}'" for m in missing)
-            return Abstention(
-                f"the question mentions {names}, which the passages found never mention", support
-            )
+            return Abstention(unknown_terms_reason(missing), support, answer)
+    return answer
+
+
+def unknown_terms_reason(missing: list[str]) -> str:
+    """The refusal message for names or numbers the passages found never mention."""
+    names = ", ".join(f"'{m}'" for m in missing)
+    return f"the question mentions {names}, which the passages found never mention"
+
+
+def _answer_from(
+    question: str,
+    best: _Sentence,
+    best_score: float,
+    support: float,
+    scored: list[tuple[float, _Sentence]],
+    hits: list[Hit],
+    template: Path,
+) -> Answer:
     start, end = best.start, best.end
     # A sentence that starts with a pronoun leans on the one before it: include that one too.
     if re.match(r"(He|She|It|They|This|These|That|Those|The two|Ever since)\b", best.text):

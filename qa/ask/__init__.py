@@ -1,0 +1,1 @@
+"""Asking: retrieval, answer extraction and the service that swaps generations under queries."""

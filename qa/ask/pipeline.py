@@ -1,0 +1,87 @@
+"""One question through the pipeline: encode, retrieve, answer.
+
+:meth:`QAService.ask`, ``qa eval`` and the offline studies all call :func:`run_question`, so
+the wiring of the question's vector, the retrieval settings and the reader's context exists
+once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from qa.ask.answer import Abstention, Answer
+from qa.ask.reader import HandSetReader, Reader, ReaderContext, Vector
+from qa.ask.retrieval import Filters, Hit, retrieve
+from qa.config import RetrievalMode, Settings
+from qa.index.generation import IndexGeneration
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What one question produced: the hits, the reader's outcome (if asked) and timings."""
+
+    hits: list[Hit]
+    outcome: Answer | Abstention | None
+    vector: Vector | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_reader(settings: Settings) -> Reader:
+    """The reader the settings choose."""
+    return HandSetReader(template=settings.answer_template, threshold=settings.answer_threshold)
+
+
+def reader_context(gen: IndexGeneration, vector: Vector | None) -> ReaderContext:
+    """What a reader may use from generation ``gen`` for a question with ``vector``."""
+    if vector is None:
+        return ReaderContext(None, None, gen.knows, gen.article_terms)
+    return ReaderContext(
+        vector=vector,
+        sentence_scores=lambda row: gen.sentence_scores(row, vector),
+        knows=gen.knows,
+        article_terms=gen.article_terms,
+    )
+
+
+def run_question(
+    gen: IndexGeneration,
+    question: str,
+    *,
+    encode: Callable[[str], Vector],
+    settings: Settings,
+    reader: Reader | None,
+    k: int,
+    mode: RetrievalMode,
+    filters: Filters | None = None,
+    context: Callable[[IndexGeneration, Vector | None], ReaderContext] = reader_context,
+) -> Asked:
+    """Encode ``question`` (when needed), retrieve its top ``k`` hits and, with a ``reader``,
+    answer it. ``context`` builds what the reader sees of the generation (evaluations swap it
+    to hide an article from the reader)."""
+    timings: dict[str, float] = {}
+    vector = None
+    if mode != "bm25" or reader is not None:
+        t = time.perf_counter()
+        vector = encode(question)
+        timings["embed_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    hits = retrieve(
+        gen,
+        question,
+        vector,
+        k=k,
+        mode=mode,
+        candidates=settings.candidates,
+        rrf_k=settings.rrf_k,
+        dense_weight=settings.dense_weight,
+        filters=filters,
+    )
+    timings["search_ms"] = (time.perf_counter() - t) * 1000
+    outcome: Answer | Abstention | None = None
+    if reader is not None:
+        t = time.perf_counter()
+        outcome = reader.answer(question, hits, context(gen, vector))
+        timings["answer_ms"] = (time.perf_counter() - t) * 1000
+    return Asked(hits, outcome, vector, timings)

@@ -1,0 +1,1 @@
+"""Evaluation behind ``qa eval``: metrics, dataset readers and runners."""

@@ -1,0 +1,1 @@
+"""The index: files on disk, incremental builds, FAISS vectors, BM25, loading a generation."""

@@ -1,0 +1,1 @@
+"""Ingest: seed files to articles (text, title, date, chrome) to sentences to passages."""
