@@ -46,3 +46,15 @@ def test_ray_executor_without_ray_says_how_to_install(
     with pytest.raises(ConfigError, match=r"pip install 'seedqa\[ray\]'"):
         build_index(settings.replace(executor="ray"))
     assert store.current_generation(settings.index_dir) is None
+
+
+def test_replicas_without_ray_say_how_to_install(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.replicas import deploy
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"--replicas needs .*pip install 'seedqa\[ray\]'"):
+        deploy(settings, replicas=2, host="127.0.0.1", port=1)
+    with pytest.raises(ConfigError, match="at least 1, got 0"):
+        deploy(settings, replicas=0, host="127.0.0.1", port=1)
