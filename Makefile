@@ -42,7 +42,7 @@ test: install browser $(RAY_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not model and not browser and not slow"
+	$(BIN)/python -m pytest -m "not model and not browser and not slow and not ray"
 
 lint: install
 	$(BIN)/ruff check qa web tests bench serve.py

@@ -264,6 +264,8 @@ class RayExecutor(Executor):
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=per_actor,
+            # device = "cuda": each actor holds one GPU and runs the torch backend on it.
+            num_gpus=1 if (self.settings.device or "").startswith("cuda") else None,
         )
         try:
             return list(mapped.take_all())
