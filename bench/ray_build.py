@@ -9,18 +9,20 @@ Three measurements, each on the real bundled model through ONNX Runtime (the fak
 * **Embedding rate**: the passages of ``--docs`` SciFact abstracts (chunked once, by a local
   build) are embedded by :class:`~qa.index.executor.LocalExecutor` and by
   :class:`~qa.index.ray_executor.RayExecutor` with 1 and 2 actors on one running cluster, each in
-  the same batches (``--batch-size``). A Ray run's time includes starting its actors (Ray Data
-  starts a pool per run); ``steady`` subtracts a one-batch run's time to leave the rate.
+  the same batches (``--batch-size``), taking turns for ``--rounds`` rounds (medians are
+  reported). A Ray run's time includes starting its actors (Ray Data starts a pool per run);
+  ``steady`` subtracts a one-batch run's time to leave the rate.
 * **Memory per actor**: the largest ``VmRSS`` of each ``ray::MapWorker`` process seen while the
   2-actor run works (sampled every 0.2 s).
 
-    .venv/bin/python bench/ray_build.py                # ~2 min on 2 cores
+    .venv/bin/python bench/ray_build.py                # ~5 min on 2 cores
     .venv/bin/python bench/ray_build.py --quick        # fake model, 20 documents
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -87,53 +89,71 @@ def passages_of(model: str, docs: int, work: Path) -> tuple[list[str], list[Any]
     return texts, spans, load_embedder(settings)
 
 
-def rates(model: str, docs: int, batch_size: int, work: Path) -> dict[str, Any]:
-    """Passages per second: local, and Ray with 1 and 2 actors on one running cluster."""
-    import ray
-
+def ray_run(
+    model: str, workers: int, data: tuple[list[str], list[Any], Any], batch_size: int, work: Path
+) -> dict[str, float]:
+    """One Ray run: a one-batch run (actor start), then all passages with RSS sampling."""
     from qa.config import Settings
-    from qa.index.executor import LocalExecutor
     from qa.index.ray_executor import RayExecutor
 
-    texts, spans, embedder = passages_of(model, docs, work)
-    n = len(texts)
-    out: dict[str, Any] = {"passages": n, "batch_size": batch_size}
+    texts, spans, embedder = data
+    settings = Settings(model=model, index_dir=work / f"r{workers}", ray_workers=workers)
+    executor = RayExecutor(settings)
     t = time.perf_counter()
-    LocalExecutor().embed_passages(texts, spans, embedder=embedder, batch_size=batch_size)
-    local_s = time.perf_counter() - t
-    out["local"] = {"seconds": round(local_s, 2), "passages_per_s": round(n / local_s, 1)}
+    executor.embed_passages(texts[:1], spans[:1], embedder=embedder, batch_size=batch_size)
+    one_s = time.perf_counter() - t
+    seen: dict[int, int] = {}
+    stop = threading.Event()
+    sampler = threading.Thread(target=actor_rss, args=(stop, seen), daemon=True)
+    sampler.start()
+    t = time.perf_counter()
+    executor.embed_passages(texts, spans, embedder=embedder, batch_size=batch_size)
+    full_s = time.perf_counter() - t
+    stop.set()
+    sampler.join()
+    # Idle workers of the previous pool may be sampled too: the largest is the figure.
+    return {"seconds": full_s, "one_batch_s": one_s, "rss_kb": max(seen.values(), default=0)}
+
+
+def rates(model: str, docs: int, batch_size: int, rounds: int, work: Path) -> dict[str, Any]:
+    """Passages per second: local, Ray with 1 and with 2 actors, taking turns for ``rounds``."""
+    import ray
+
+    from qa.index.executor import LocalExecutor
+
+    data = passages_of(model, docs, work)
+    texts, spans, embedder = data
+    n = len(texts)
+    out: dict[str, Any] = {"passages": n, "batch_size": batch_size, "rounds": rounds}
     t = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     out["cluster_start_s"] = round(time.perf_counter() - t, 2)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    local: list[float] = []
+    runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     try:
-        for workers in (1, 2):
-            settings = Settings(model=model, index_dir=work / f"r{workers}", ray_workers=workers)
-            executor = RayExecutor(settings)
+        for _ in range(rounds):
             t = time.perf_counter()
-            executor.embed_passages(texts[:1], spans[:1], embedder=embedder, batch_size=batch_size)
-            one_s = time.perf_counter() - t
-            seen: dict[int, int] = {}
-            stop = threading.Event()
-            sampler = threading.Thread(target=actor_rss, args=(stop, seen), daemon=True)
-            sampler.start()
-            t = time.perf_counter()
-            executor.embed_passages(texts, spans, embedder=embedder, batch_size=batch_size)
-            full_s = time.perf_counter() - t
-            stop.set()
-            sampler.join()
-            out[f"ray_{workers}"] = {
-                "seconds": round(full_s, 2),
-                "passages_per_s": round(n / full_s, 1),
-                "one_batch_run_s": round(one_s, 2),
-                "steady_passages_per_s": round((n - 1) / max(full_s - one_s, 1e-9), 1),
-                "vs_local": c.ratio(n / full_s, n / local_s),
-                "steady_vs_local": c.ratio((n - 1) / max(full_s - one_s, 1e-9), n / local_s),
-                # Idle workers of the previous pool may be sampled too: the largest is the figure.
-                "actor_rss_mb_max": round(max(seen.values(), default=0) / 1024),
-            }
+            LocalExecutor().embed_passages(texts, spans, embedder=embedder, batch_size=batch_size)
+            local.append(time.perf_counter() - t)
+            for workers in (1, 2):
+                runs[workers].append(ray_run(model, workers, data, batch_size, work))
     finally:
         ray.shutdown()
+    local_rate = n / statistics.median(local)
+    out["local"] = {"seconds": [round(x, 2) for x in local], "passages_per_s": round(local_rate, 1)}
+    for workers, rs in runs.items():
+        full = statistics.median(r["seconds"] for r in rs)
+        steady = statistics.median((n - 1) / max(r["seconds"] - r["one_batch_s"], 1e-9) for r in rs)
+        out[f"ray_{workers}"] = {
+            "seconds": [round(r["seconds"], 2) for r in rs],
+            "passages_per_s": round(n / full, 1),
+            "one_batch_run_s": [round(r["one_batch_s"], 2) for r in rs],
+            "steady_passages_per_s": round(steady, 1),
+            "vs_local": c.ratio(n / full, local_rate),
+            "steady_vs_local": c.ratio(steady, local_rate),
+            "actor_rss_mb_max": round(max(r["rss_kb"] for r in rs) / 1024),
+        }
     return out
 
 
@@ -142,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p = c.parser(__doc__.splitlines()[0])
     p.add_argument("--docs", type=int, default=150, help="SciFact abstracts for the rate")
     p.add_argument("--batch-size", type=int, default=4, help="the default build batch size")
+    p.add_argument("--rounds", type=int, default=2, help="turns of local, Ray 1, Ray 2")
     args = p.parse_args(argv)
     model = "fake" if args.quick else "bundled"
     docs = 20 if args.quick else args.docs
@@ -149,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="seedqa-ray-") as tmp:
         work = Path(tmp)
         result["seeds_build"] = seeds_builds(model, work)
-        result["rate"] = rates(model, docs, args.batch_size, work)
+        result["rate"] = rates(model, docs, args.batch_size, 1 if args.quick else args.rounds, work)
     result["loadavg_end"] = c.loadavg()
     result["machine"] = c.machine()
     c.write_result(args.out, "ray_build", result)

@@ -24,6 +24,8 @@ from qa.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: Requests one replica takes at once (its thread pool and question batcher queue the rest).
+MAX_ONGOING_REQUESTS = 64
 MISSING_RAY = "--replicas needs the optional 'ray' extra: pip install 'seedqa[ray]'"
 
 
@@ -71,6 +73,9 @@ def deploy(
         ray_actor_options={"num_cpus": replica_cpus},
         # A replica's first start builds or loads the index and warms the model.
         health_check_timeout_s=600,
+        # Ray Serve's default (5) queues requests at the proxy that the app's own thread pool
+        # and question batching would take at once.
+        max_ongoing_requests=MAX_ONGOING_REQUESTS,
     )(ingress())
     log.info("serving %d replicas on http://%s:%s", replicas, host, port)
     return serve.run(deployment.bind(), name="seedqa", route_prefix="/")
