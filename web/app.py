@@ -21,7 +21,7 @@ from qa.ask.service import QAService
 from qa.config import Settings
 from qa.errors import QAError
 from qa.index.watch import SeedWatcher
-from web import api, pages
+from web import api, documents, pages
 from web.deps import AppContext
 from web.docs import install_docs
 from web.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -120,11 +120,12 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     app.include_router(api.router)
+    app.include_router(documents.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
     # Added innermost first: metrics see every status, including those of the guards.
-    app.add_middleware(BodyGuardMiddleware)
+    app.add_middleware(BodyGuardMiddleware, upload_max_bytes=settings.max_document_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -21,16 +21,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.errors import (
     ConfigError,
+    DocumentContentError,
     DocumentNotFoundError,
+    DocumentTooLargeError,
     ExecutorError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
+    InvalidDocumentNameError,
     InvalidQueryError,
     ModelLoadError,
     QAError,
     SeedFileError,
+    UnsupportedDocumentError,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 #: Domain errors and their status codes; the first matching class wins.
 STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (InvalidQueryError, 422),
+    (InvalidDocumentNameError, 422),
+    (DocumentContentError, 422),  # before SeedFileError, its base: the client sent it
+    (UnsupportedDocumentError, 415),
+    (DocumentTooLargeError, 413),
     (DocumentNotFoundError, 404),
     (IndexBusyError, 409),
     (IndexNotFoundError, 503),

@@ -9,10 +9,10 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 from qa.ask.documents import highlight, read_document
-from qa.ask.serialize import ask_result_json
+from qa.config import MAX_K
 from qa.errors import InvalidQueryError
 from web.deps import Context, ServiceDep, TemplatesDep, get_service
-from web.schemas import MAX_K
+from web.schemas import AskResponse
 
 router = APIRouter(default_response_class=HTMLResponse, include_in_schema=False)
 
@@ -56,7 +56,7 @@ def home(
         try:
             context["k"] = _parse_int(k, "k", low=1, high=MAX_K) or DEFAULT_K
             result = get_service(ctx).ask(q, k=context["k"])
-            context["result"] = ask_result_json(result)
+            context["result"] = AskResponse.from_result(result)
             if result.answer is not None:
                 context["answer_title"] = next(
                     (
@@ -86,7 +86,8 @@ def document(
     q: Annotated[str, Query()] = "",
 ) -> Response:
     """A whole article with the passage ``[start:end]`` marked (``#hl`` scrolls to it)."""
-    doc = read_document(service.generation.documents, service.settings.seeds_dir, source)
+    gen = service.generation
+    doc = read_document(gen.documents, service.settings.seeds_dir, source, generation=gen.path)
     begin = _parse_int(start, "start", low=0, high=len(doc.text))
     finish = _parse_int(end, "end", low=0, high=len(doc.text))
     # Split on the server and let autoescape escape each part: the mark is the only markup.

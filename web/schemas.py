@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-#: The most passages one request may ask for (the service also enforces ``settings.max_k``).
-MAX_K = 50
+from qa.ask.answer import Answer
+from qa.ask.retrieval import Hit
+from qa.ask.service import AskResult
+from qa.config import MAX_K, MAX_QUESTION_CHARS, RetrievalMode
+
 #: The most sources one request may filter on.
 MAX_SOURCES = 100
-
-RetrievalMode = Literal["dense", "bm25", "hybrid"]
 
 #: What the service accepts as a question, for the OpenAPI document only: the service checks it
 #: itself (after stripping surrounding space) and says exactly what is wrong, which a pattern
@@ -27,7 +28,7 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 _CONTROL = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F"
 QUESTION_SCHEMA: dict[str, Any] = {
     "minLength": 1,
-    "maxLength": 2000,
+    "maxLength": MAX_QUESTION_CHARS,
     "pattern": rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$",
 }
 
@@ -60,7 +61,8 @@ class AskRequest(BaseModel):
     )
 
     question: str = Field(
-        description="The question; at most 2000 characters, no control characters.",
+        description=f"The question; at most {MAX_QUESTION_CHARS} characters, no control characters "
+        "(tab, newline and carriage return aside).",
         json_schema_extra=QUESTION_SCHEMA,
     )
     k: K = 5
@@ -89,6 +91,25 @@ class AnswerOut(_Output):
     start: int
     end: int
     score: float
+    support: float = Field(description="Best sentence similarity to the question.")
+
+    @classmethod
+    def from_answer(cls, a: Answer) -> AnswerOut:
+        """The response form of the library's :class:`Answer`."""
+        return cls(
+            text=a.text,
+            citations=a.citations,
+            rendered=a.rendered,
+            source=a.source,
+            start=a.start,
+            end=a.end,
+            score=a.score,
+            support=a.support,
+        )
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
 
 
 class PassageOut(_Output):
@@ -106,6 +127,24 @@ class PassageOut(_Output):
     end: int
     chunk_id: str
 
+    @classmethod
+    def from_hit(cls, hit: Hit) -> PassageOut:
+        """The response form of one retrieved passage, with its provenance and scores."""
+        p = hit.passage
+        return cls(
+            rank=hit.rank,
+            score=round(hit.score, 6),
+            dense_score=_rounded(hit.dense_score),
+            lexical_score=_rounded(hit.lexical_score),
+            text=p.text,
+            source=p.source,
+            title=p.title,
+            date=p.date,
+            start=p.start,
+            end=p.end,
+            chunk_id=p.chunk_id,
+        )
+
 
 class AskResponse(_Output):
     """The body of a successful ``/api/ask``."""
@@ -114,10 +153,28 @@ class AskResponse(_Output):
     answer: AnswerOut | None
     abstain_reason: str | None = Field(description="Why no answer was given, if none was.")
     passages: list[PassageOut]
+    support: float | None = Field(
+        description="Best sentence similarity to the question (null when no answer was asked for)."
+    )
     took_ms: float
     mode: RetrievalMode
     generation: str
     timings: dict[str, float]
+
+    @classmethod
+    def from_result(cls, r: AskResult) -> AskResponse:
+        """The response form of everything one question produced."""
+        return cls(
+            question=r.question,
+            answer=AnswerOut.from_answer(r.answer) if r.answer is not None else None,
+            abstain_reason=r.abstain_reason,
+            support=r.support,
+            passages=[PassageOut.from_hit(h) for h in r.passages],
+            took_ms=r.took_ms,
+            mode=r.mode,
+            generation=r.generation,
+            timings=r.timings,
+        )
 
 
 class DocumentOut(BaseModel):
@@ -198,7 +255,47 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "A build is already running",
         413: "Request body too large",
+        415: "The document is not in a format seedqa reads, or not the one its name says",
         422: "The request is well-formed but its values are not acceptable",
         503: "The index is not available (not built yet, corrupt, or built for other settings)",
     }
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+
+
+class DocumentEntryOut(BaseModel):
+    """One indexed document in the catalog."""
+
+    source: str
+    title: str | None
+    date: str | None
+    publisher: str | None
+    bytes: int = Field(description="Size of the file in the seeds folder when it was indexed.")
+    passages: int = Field(description="How many passages of this document are indexed.")
+    content_hash: str = Field(description="SHA-256 of the file's bytes.")
+    format: Literal["text", "pdf", "docx"]
+
+
+class DocumentListOut(BaseModel):
+    """The body of ``GET /api/documents``: one page, newest first, undated last."""
+
+    documents: list[DocumentEntryOut]
+    total: int = Field(description="How many documents match the filters, on all pages.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+    generation: str
+
+
+class DocumentChangeOut(BaseModel):
+    """What ``PUT`` or ``DELETE /api/documents/{source}`` did."""
+
+    source: str
+    action: Literal["created", "replaced", "unchanged", "deleted"]
+    status: Literal["live", "building"] = Field(
+        description="`live`: questions see the change now; `building`: the index is updating."
+    )
+    bytes: int
+    build: BuildSummaryOut | None = Field(description="What the build did, once it has run.")
+    generation: str | None
+    searchable_at: str | None = Field(
+        description="When the change became visible to questions (ISO 8601, UTC)."
+    )
+    took_ms: float

@@ -6,10 +6,22 @@ import hmac
 import json
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Bodies above this many bytes are refused with 413 (the API's bodies are a few hundred bytes).
 MAX_BODY_BYTES = 64 * 1024
+#: Room for a multipart form's boundaries, headers and small fields around an uploaded file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def is_upload(scope: Scope) -> bool:
+    """Whether a request carries a document file (binary, up to the document size limit)."""
+    method, path = scope.get("method"), scope.get("path", "")
+    return (method == "PUT" and path.startswith("/api/documents/")) or (
+        method == "POST" and path == "/documents/upload"
+    )
+
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,25 +78,43 @@ class BodyGuardMiddleware:
 
     A declared ``Content-Length`` over the limit is refused without reading a byte; otherwise
     the body is read only up to the limit, so a client streaming gigabytes costs 64 KiB.
-    The body is then handed to the app unchanged.
+    The body is then handed to the app unchanged. Document uploads (:func:`is_upload`) are
+    binary and may be up to ``upload_max_bytes`` (plus room for a form's fields).
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int = MAX_BODY_BYTES,
+        upload_max_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the body, then pass the request on with the body replayed."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"request body is larger than the limit of {self.max_bytes} bytes"
+        upload = self.upload_max_bytes is not None and is_upload(scope)
+        limit = self.max_bytes
+        too_large = f"request body is larger than the limit of {limit} bytes"
+        if upload and self.upload_max_bytes is not None:
+            limit = self.upload_max_bytes + (
+                FORM_OVERHEAD_BYTES if scope["method"] == "POST" else 0
+            )
+            too_large = (
+                f"the document is larger than the limit of {self.upload_max_bytes} bytes "
+                "(setting max_document_bytes)"
+            )
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
                 await _send_error(send, 400, f"invalid Content-Length header {declared!r}")
                 return
-            if int(declared) > self.max_bytes:
+            if int(declared) > limit:
                 await _send_error(send, 413, too_large)
                 return
         chunks: list[bytes] = []
@@ -95,7 +125,7 @@ class BodyGuardMiddleware:
                 return  # the client left; there is no one to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 await _send_error(send, 413, too_large)
                 return
             chunks.append(chunk)
@@ -103,7 +133,8 @@ class BodyGuardMiddleware:
                 break
         body = b"".join(chunks)
         try:
-            body.decode("utf-8")
+            if not upload:  # a document's bytes are checked against its format by the library
+                body.decode("utf-8")
         except UnicodeDecodeError as exc:
             await _send_error(
                 send,
@@ -127,3 +158,17 @@ class BodyGuardMiddleware:
 def token_matches(given: str, expected: str) -> bool:
     """Whether a bearer token is the admin token, compared in constant time."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def check_admin(expected: str | None, given: str | None, what: str) -> None:
+    """Raise 403 when no admin token is configured, 401 when ``given`` is missing or wrong."""
+    if not expected:
+        raise HTTPException(
+            403, f"{what} over HTTP is disabled; set QA_ADMIN_TOKEN on the server to enable it"
+        )
+    if given is None or not token_matches(given, expected):
+        raise HTTPException(
+            401,
+            "missing or wrong admin token; send 'Authorization: Bearer <QA_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

@@ -9,6 +9,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qa.errors import DocumentNotFoundError, InvalidQueryError
+from qa.index.storage import read_extracted
+from qa.ingest.extract import EXTRACTED_FORMATS, FORMAT_FOR_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,8 @@ class Document:
     #: How many passages of this article are indexed.
     passages: int
     bytes: int
-    #: The whole file as UTF-8 text; passage offsets index into it.
+    #: The whole file as UTF-8 text, or the text extracted from a PDF or Word file when it was
+    #: indexed; passage offsets index into it.
     text: str
     #: The file differs from the indexed version, so offsets may be stale.
     changed_since_indexed: bool
@@ -51,13 +54,27 @@ def resolve_document(seeds_dir: Path, source: str) -> Path:
 
 
 def read_document(
-    documents: Mapping[str, Mapping[str, Any]], seeds_dir: Path, source: str
+    documents: Mapping[str, Mapping[str, Any]],
+    seeds_dir: Path,
+    source: str,
+    *,
+    generation: Path | None = None,
 ) -> Document:
-    """The document ``source`` of an index whose per-source metadata is ``documents``."""
+    """The document ``source`` of an index whose per-source metadata is ``documents``.
+
+    A PDF or Word file's text is the one extracted when it was indexed, kept in the
+    ``generation`` folder, so offsets stay right even if the file has changed since.
+    """
     meta = documents.get(source)
     if meta is None:
         raise DocumentNotFoundError(f"no document {source!r} in the index")
     data = resolve_document(seeds_dir, source).read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    if FORMAT_FOR_SUFFIX.get(PurePosixPath(source).suffix.lower()) in EXTRACTED_FORMATS:
+        record = read_extracted(generation, str(meta.get("hash"))) if generation else None
+        if record is None:
+            raise DocumentNotFoundError(f"the text extracted from {source!r} is not in the index")
+        text = str(record["text"])
     return Document(
         source=source,
         title=meta.get("title"),
@@ -65,7 +82,7 @@ def read_document(
         publisher=meta.get("publisher"),
         passages=len(meta.get("passages", [])),
         bytes=len(data),
-        text=data.decode("utf-8", errors="replace"),
+        text=text,
         changed_since_indexed=hashlib.sha256(data).hexdigest() != meta.get("hash"),
     )
 

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qa.ask.answer import Abstention, Answer
@@ -163,8 +164,17 @@ class QAService:
             except Exception:  # a bad new generation must not stop the service
                 log.exception("could not load the new index generation; keeping the old one")
 
-    def reindex(self, *, wait: float = 0.0, rebuild: bool = False) -> BuildSummary:
-        """Update the index from the seeds and switch to it; :class:`IndexBusyError` if busy."""
+    def reindex(
+        self,
+        *,
+        wait: float = 0.0,
+        rebuild: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> BuildSummary:
+        """Update the index from the seeds and switch to it; :class:`IndexBusyError` if busy.
+
+        ``before`` runs while both build locks are held, before the seeds are read.
+        """
         # The file lock stops other processes; this lock stops other threads of this one (the
         # endpoint and the watcher) with the same wait-or-refuse behaviour.
         if not self._build_lock.acquire(timeout=wait if wait > 0 else 0):
@@ -173,7 +183,7 @@ class QAService:
             )
         try:
             summary = build_index(
-                self.settings, embedder=self._embedder, rebuild=rebuild, wait=wait
+                self.settings, embedder=self._embedder, rebuild=rebuild, wait=wait, before=before
             )
         finally:
             self._build_lock.release()

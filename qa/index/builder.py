@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ class BuildSummary:
 
 @dataclass
 class _Previous:
+    folder: Path
     documents: dict[str, dict[str, Any]]
     passages: list[Passage]
     vectors: Vectors
@@ -84,6 +87,7 @@ def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
         return None
     stored = store.read_generation(settings, mmap=False)
     return _Previous(
+        folder=stored.folder,
         documents=stored.manifest.get("documents", {}),
         passages=stored.passages,
         vectors=stored.vectors,
@@ -109,6 +113,7 @@ def build_index(
     rebuild: bool = False,
     wait: float = 0.0,
     progress: bool = False,
+    before: Callable[[], None] | None = None,
 ) -> BuildSummary:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
 
@@ -116,19 +121,26 @@ def build_index(
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
     ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
     for this build and closed after it).
+    ``before`` runs under the lock before the seeds are read: a change to the seeds made there
+    (an upload, a deletion) is never raced by another build.
     """
+    own = executor is None
+    # Made before the lock is taken: a missing extra is refused without touching the index.
+    executor_ = make_executor(settings) if executor is None else executor
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
     try:
         lock.acquire(timeout=wait)
     except Timeout:
+        if own:
+            executor_.close()
         raise IndexBusyError(
             f"another build is already running on '{settings.index_dir}' "
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
         ) from None
-    own = executor is None
-    executor_ = make_executor(settings) if executor is None else executor
     try:
+        if before is not None:
+            before()
         return _build_locked(
             settings, embedder=embedder, executor=executor_, rebuild=rebuild, progress=progress
         )
@@ -149,8 +161,10 @@ def _build_locked(
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
-    files, skipped = scan(settings.seeds_dir)
     previous = _load_previous(settings, rebuild=rebuild)
+    # PDF and Word texts extracted by the previous build are reused, by content hash.
+    known = partial(store.read_extracted, previous.folder) if previous else None
+    files, skipped = scan(settings.seeds_dir, known=known)
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     passages, documents, embedder_ = _collect_passages(settings, files, previous, embedder, summary)
     summary.passages = len(passages)
@@ -176,9 +190,14 @@ def _build_locked(
     else:
         assert previous is not None  # narrowed above; kept for mypy
         model_info = previous.model
+    extracted = {
+        f.content_hash: {"text": f.text, "title": f.meta_title, "date": f.meta_date}
+        for f in files
+        if f.extracted
+    }
     with store.staging(settings.index_dir) as (generation, folder):
         _write_generation(
-            folder, settings, passages, vectors, sentence_vectors, documents, model_info
+            folder, settings, passages, vectors, sentence_vectors, documents, model_info, extracted
         )
         store.set_current(settings.index_dir, generation)
     store.prune(settings.index_dir, keep=settings.keep_generations)
@@ -243,7 +262,7 @@ def _document_record(seed: SeedFile, article: Article, passages: list[Passage]) 
         "title": article.title,
         "date": article.date,
         "publisher": article.publisher,
-        "bytes": len(seed.text.encode("utf-8")),
+        "bytes": seed.size if seed.size is not None else len(seed.text.encode("utf-8")),
         "passages": [p.chunk_id for p in passages],
         # Words of the site chrome left out of the index: small, and lets a question that
         # names the site ("the CNUS article") be recognised as about this article.
@@ -302,6 +321,7 @@ def _write_generation(
     sentence_vectors: Vectors,
     documents: dict[str, dict[str, Any]],
     model_info: dict[str, Any],
+    extracted: dict[str, dict[str, Any]],
 ) -> None:
     """Build the FAISS and BM25 indexes for ``passages`` and have storage write the generation."""
     index_type = choose_index_type(
@@ -323,6 +343,7 @@ def _write_generation(
         sentence_vectors=sentence_vectors,
         faiss_index=index,
         lexical=LexicalIndex.build([p.embed_text() for p in passages]),
+        extracted=extracted,
         manifest={
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": model_info,

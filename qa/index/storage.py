@@ -12,6 +12,7 @@ Layout::
         sentences.npy         sentence unit vectors, float16, in passage order
         index.faiss           the FAISS index over vectors.npy
         bm25/                 the BM25 index (bm25s)
+        extracted/<sha256>.json  text, title, date extracted from each PDF or Word file
 
 A build writes a new generation folder aside, then swaps ``CURRENT``. Readers only ever follow
 ``CURRENT``, so they see the old generation or the new one, never a half-written one.
@@ -25,7 +26,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ VECTORS = "vectors.npy"
 SENTENCES = "sentences.npy"
 FAISS_INDEX = "index.faiss"
 BM25 = "bm25"
+EXTRACTED = "extracted"
 
 SCHEMA_VERSION = 1
 #: Bumped whenever article cleaning, sentence splitting or chunking changes its output.
@@ -332,6 +334,14 @@ def read_generation(
     return StoredGeneration(folder, manifest, passages, vectors, sentences, starts)
 
 
+def read_extracted(folder: Path, content_hash: str) -> dict[str, Any] | None:
+    """The text, title and date extracted from the file with ``content_hash`` (PDF, Word)."""
+    path = folder / EXTRACTED / f"{content_hash}.json"
+    if not (content_hash.isascii() and content_hash.isalnum()) or not path.is_file():
+        return None  # not a hash (so never a path to follow), or extracted by no build
+    return dict(json.loads(path.read_text(encoding="utf-8")))  # checksummed when loaded
+
+
 def read_search_indexes(stored: StoredGeneration) -> tuple[faiss.Index, LexicalIndex]:
     """The FAISS and BM25 indexes of a generation, checked against its passage count."""
     path = stored.folder / FAISS_INDEX
@@ -356,6 +366,7 @@ def write_generation(
     faiss_index: faiss.Index,
     lexical: LexicalIndex,
     manifest: dict[str, Any],
+    extracted: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """Write every file of a generation into its staging ``folder``, the manifest last.
 
@@ -371,6 +382,9 @@ def write_generation(
     faiss.write_index(faiss_index, str(folder / FAISS_INDEX))
     (folder / BM25).mkdir()
     lexical.save(folder / BM25)
+    (folder / EXTRACTED).mkdir()  # keyed by content hash: a renamed file keeps its text
+    for content_hash, record in (extracted or {}).items():
+        (folder / EXTRACTED / f"{content_hash}.json").write_text(json.dumps(record), "utf-8")
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:

@@ -118,18 +118,21 @@ def _strip_span(text: str, start: int, end: int) -> Span:
 
 
 def parse_article(seed: SeedFile) -> Article:
-    """Find the title, date, publisher and indexable spans of one seed file."""
+    """Find the title, date, publisher and indexable spans of one seed file.
+
+    A title or date in the file's metadata (PDF, Word) wins over what the text suggests.
+    """
     suffix = seed.path.suffix.lower()
     if suffix in (".html", ".htm"):
         html_title, candidates = html_segments(seed.text)
     else:
         html_title, candidates = None, _lines(seed.text)
     kept, dropped, first_line = _drop_chrome(seed.text, candidates)
-    title = html_title or first_line
+    title = seed.meta_title or html_title or first_line
     if title is not None and suffix in (".md", ".markdown"):
         title = title.lstrip("#").strip() or None
     article = _with_metadata(seed, title, kept, [seed.text[s:e] for s, e in kept])
-    return replace(article, chrome=tuple(dropped))
+    return replace(article, chrome=tuple(dropped), date=seed.meta_date or article.date)
 
 
 def _drop_chrome(text: str, candidates: list[Span]) -> tuple[list[Span], list[Span], str | None]:
