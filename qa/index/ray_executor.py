@@ -20,6 +20,7 @@ Ray is imported here only, and only when this executor is made.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -211,27 +212,21 @@ class RayExecutor(Executor):
         if not texts:
             return vectors, sentences
         batches = list(length_sorted_batches(texts, batch_size, progress=False))
-        rows, expected = [], {}
+        rows, names = [], []
         for idx in batches:
             bt, bs = [texts[i] for i in idx], [list(sentence_spans[i]) for i in idx]
-            name = part_name(embedder.model_id, bt, bs)
-            expected[name] = len(idx)
-            rows.append({"part": name, "payload": json.dumps([bt, bs], ensure_ascii=False)})
+            names.append(part_name(embedder.model_id, bt, bs))
+            rows.append({"part": names[-1], "payload": json.dumps([bt, bs], ensure_ascii=False)})
         with self._parts_folder() as parts:
             results = self._run(rows, parts)
             got = {str(r["part"]): (int(r["rows"]), str(r["sha256"])) for r in results}
-            if set(got) != set(expected):
+            if set(got) != set(names):
                 raise ExecutorError(
-                    f"the Ray build returned {len(got)} parts for {len(expected)} batches"
+                    f"the Ray build returned {len(got)} parts for {len(set(names))} batches"
                 )
-            for idx in batches:
-                name = part_name(
-                    embedder.model_id,
-                    [texts[i] for i in idx],
-                    [list(sentence_spans[i]) for i in idx],
-                )
+            for idx, name in zip(batches, names, strict=True):
                 n, digest = got[name]
-                if n != expected[name]:
+                if n != len(idx):
                     raise ExecutorError(f"part '{name}' holds {n} passages, sent {len(idx)}")
                 pv, ps = read_part(parts / name, rows=len(idx), sha256=digest)
                 vectors[idx] = pv
@@ -256,7 +251,8 @@ class RayExecutor(Executor):
         mapped = ds.map_batches(
             EmbedBatches,
             fn_constructor_kwargs={
-                "settings": self.settings,
+                # The admin token stays on the driver: actors only embed.
+                "settings": dataclasses.replace(self.settings, admin_token=None),
                 "parts_dir": str(parts),
                 "factory": self.factory,
             },
