@@ -4,8 +4,9 @@ Three measurements, each on the real bundled model through ONNX Runtime (the fak
 ``--quick``), in this order:
 
 * **Seeds build**: ``build_index`` of ``seeds/`` from scratch with ``executor = "local"``, then
-  with ``executor = "ray"`` and no cluster running, so the Ray figure includes starting a local
-  cluster, the actors and the pipeline: the fixed overhead a user sees (target: <= 15 s more).
+  with ``executor = "ray"`` and no cluster running, taking turns for ``--rounds``; the Ray figure
+  includes starting a local cluster, the actors and the pipeline: the fixed overhead a user sees
+  (target: <= 15 s more).
 * **Embedding rate**: the passages of ``--docs`` SciFact abstracts (chunked once, by a local
   build) are embedded by :class:`~qa.index.executor.LocalExecutor` and by
   :class:`~qa.index.ray_executor.RayExecutor` with 1 and 2 actors on one running cluster, each in
@@ -17,6 +18,7 @@ Three measurements, each on the real bundled model through ONNX Runtime (the fak
 
     .venv/bin/python bench/ray_build.py                # ~5 min on 2 cores
     .venv/bin/python bench/ray_build.py --quick        # fake model, 20 documents
+    .venv/bin/python bench/ray_build.py --seeds-only --rounds 3   # the fixed overhead only
 """
 
 from __future__ import annotations
@@ -48,28 +50,29 @@ def actor_rss(stop: threading.Event, seen: dict[int, int]) -> None:
                     seen[int(proc.name)] = max(seen.get(int(proc.name), 0), kb)
 
 
-def seeds_builds(model: str, work: Path) -> dict[str, Any]:
-    """Seconds for a local and a Ray build of the seeds from scratch (Ray not running)."""
-    import ray
-
+def seeds_builds(model: str, rounds: int, work: Path) -> dict[str, Any]:
+    """Seconds for a local and a Ray build of the seeds from scratch, taking turns; each Ray
+    build starts (and its executor stops) a private local cluster."""
     from qa.config import Settings
     from qa.index.builder import build_index
 
     shutil.copytree(c.SEEDS, work / "seeds", ignore=shutil.ignore_patterns(".*", "README*"))
-    base = Settings(seeds_dir=work / "seeds", index_dir=work / "local", model=model)
-    t = time.perf_counter()
-    build_index(base)
-    local_s = time.perf_counter() - t
-    t = time.perf_counter()
-    summary = build_index(base.replace(index_dir=work / "ray", executor="ray"))
-    ray_s = time.perf_counter() - t
-    if ray.is_initialized():  # the executor leaves a cluster it started; this one did not
-        ray.shutdown()
+    local: list[float] = []
+    remote: list[float] = []
+    passages = 0
+    for r in range(rounds):
+        base = Settings(seeds_dir=work / "seeds", index_dir=work / f"local{r}", model=model)
+        t = time.perf_counter()
+        build_index(base)
+        local.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        passages = build_index(base.replace(index_dir=work / f"ray{r}", executor="ray")).passages
+        remote.append(time.perf_counter() - t)
     return {
-        "passages": summary.passages,
-        "local_s": round(local_s, 2),
-        "ray_s": round(ray_s, 2),
-        "ray_overhead_s": round(ray_s - local_s, 2),
+        "passages": passages,
+        "local_s": [round(x, 2) for x in local],
+        "ray_s": [round(x, 2) for x in remote],
+        "ray_overhead_s": round(statistics.median(remote) - statistics.median(local), 2),
     }
 
 
@@ -144,7 +147,13 @@ def rates(model: str, docs: int, batch_size: int, rounds: int, work: Path) -> di
     out["local"] = {"seconds": [round(x, 2) for x in local], "passages_per_s": round(local_rate, 1)}
     for workers, rs in runs.items():
         full = statistics.median(r["seconds"] for r in rs)
-        steady = statistics.median((n - 1) / max(r["seconds"] - r["one_batch_s"], 1e-9) for r in rs)
+        # NaN when a run is no longer than its one-batch run (tiny inputs, --quick).
+        steady = statistics.median(
+            (n - 1) / (r["seconds"] - r["one_batch_s"])
+            if r["seconds"] > r["one_batch_s"]
+            else float("nan")
+            for r in rs
+        )
         out[f"ray_{workers}"] = {
             "seconds": [round(r["seconds"], 2) for r in rs],
             "passages_per_s": round(n / full, 1),
@@ -163,31 +172,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=int, default=150, help="SciFact abstracts for the rate")
     p.add_argument("--batch-size", type=int, default=4, help="the default build batch size")
     p.add_argument("--rounds", type=int, default=2, help="turns of local, Ray 1, Ray 2")
+    p.add_argument("--seeds-only", action="store_true", help="only the seeds builds")
     args = p.parse_args(argv)
     model = "fake" if args.quick else "bundled"
     docs = 20 if args.quick else args.docs
     result: dict[str, Any] = {"model": model, "docs": docs, "loadavg_start": c.loadavg()}
     with tempfile.TemporaryDirectory(prefix="seedqa-ray-") as tmp:
         work = Path(tmp)
-        result["seeds_build"] = seeds_builds(model, work)
-        result["rate"] = rates(model, docs, args.batch_size, 1 if args.quick else args.rounds, work)
+        rounds = 1 if args.quick else args.rounds
+        result["seeds_build"] = seeds_builds(model, rounds, work)
+        if not args.seeds_only:
+            result["rate"] = rates(model, docs, args.batch_size, rounds, work)
     result["loadavg_end"] = c.loadavg()
     result["machine"] = c.machine()
     c.write_result(args.out, "ray_build", result)
-    sb, r = result["seeds_build"], result["rate"]
+    sb = result["seeds_build"]
     print(
         f"seeds ({sb['passages']} passages): local {sb['local_s']} s, ray {sb['ray_s']} s "
-        f"(+{sb['ray_overhead_s']} s with cluster start); cluster start {r['cluster_start_s']} s"
+        f"(median +{sb['ray_overhead_s']} s, each Ray build starting its own local cluster)"
     )
-    print(f"rate over {r['passages']} passages, batch {r['batch_size']}:")
-    print(f"  local  {r['local']['passages_per_s']} passages/s")
-    for w in (1, 2):
-        x = r[f"ray_{w}"]
-        print(
-            f"  ray {w}  {x['passages_per_s']} passages/s ({x['vs_local']}x local), steady "
-            f"{x['steady_passages_per_s']} ({x['steady_vs_local']}x); one-batch run "
-            f"{x['one_batch_run_s']} s; actor RSS <= {x['actor_rss_mb_max']} MB"
-        )
+    if "rate" in result:
+        r = result["rate"]
+        print(f"cluster start {r['cluster_start_s']} s")
+        print(f"rate over {r['passages']} passages, batch {r['batch_size']}:")
+        print(f"  local  {r['local']['passages_per_s']} passages/s")
+        for w in (1, 2):
+            x = r[f"ray_{w}"]
+            print(
+                f"  ray {w}  {x['passages_per_s']} passages/s ({x['vs_local']}x local), steady "
+                f"{x['steady_passages_per_s']} ({x['steady_vs_local']}x); one-batch run "
+                f"{x['one_batch_run_s']} s; actor RSS <= {x['actor_rss_mb_max']} MB"
+            )
     print(f"load average {result['loadavg_start']} -> {result['loadavg_end']}")
     return 0
 

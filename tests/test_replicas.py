@@ -21,6 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 pytestmark = pytest.mark.ray
 
+TOKEN = "replica-test-token"  # a test's own admin token
 QUESTIONS = ["Which city is a friendly city of Changchun?", "Chongqing trade office", "535"]
 
 
@@ -44,6 +45,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
         model="fake",
         answer_threshold=0.0,
         reload_interval=0.2,
+        admin_token=TOKEN,
     )
     ray.init(
         num_cpus=2,
@@ -124,3 +126,40 @@ def test_two_replicas_pick_up_a_reindex_without_failing_a_query(
     assert set(answered) <= {before, after}
     assert answered.count(before) > 0
     assert answered.count(after) > 0
+
+
+def test_reindex_requests_to_both_replicas_are_serialised_by_the_build_lock(
+    replicas: tuple[str, Settings],
+) -> None:
+    from qa.index.generation import load_index
+
+    base, settings = replicas
+    target = sorted(settings.seeds_dir.glob("*.txt"))[2]
+    target.write_text(target.read_text("utf-8") + "\nAnother new paragraph.\n", "utf-8")
+    replies: list[tuple[int, dict[str, object]]] = []
+
+    def post() -> None:
+        r = httpx.post(
+            f"{base}/api/reindex", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+        )
+        replies.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    codes = [code for code, _ in replies]
+    assert len(codes) == 6
+    assert set(codes) <= {200, 409}, replies
+    # Exactly one request built the change; the others found nothing left to do or were told
+    # that a build was running. Two builds racing would both report a change.
+    assert [body["changed"] for code, body in replies if code == 200].count(True) == 1, replies
+    live = store.current_generation(settings.index_dir)
+    assert load_index(settings).generation == live  # complete, checksums verified
+    with httpx.Client(timeout=30) as client:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if set(replica_generations(client, base, tries=20).values()) == {live}:
+                break
+        assert set(replica_generations(client, base, tries=20).values()) == {live}
