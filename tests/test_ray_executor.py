@@ -266,3 +266,23 @@ def test_actor_model_is_onnx_with_the_actor_threads() -> None:
     embedder = actor_embedder(Settings(), 1)
     assert isinstance(embedder, OnnxEmbedder)
     assert embedder.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.slow
+def test_qa_index_command_starts_and_stops_its_own_cluster(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    seeds = copy_seeds(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "RAY_ADDRESS"))}
+    cmd = [sys.executable, "-m", "qa", "index", "--seeds", str(seeds), "--index"]
+    cmd += [str(tmp_path / "i"), "--model", "fake", "--executor", "ray", "--workers", "1"]
+    out = subprocess.run(
+        [*cmd, "--json"], capture_output=True, text=True, env=env, timeout=180, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["embedded"] == data["passages"] > 0
+    local = Settings(seeds_dir=seeds, index_dir=tmp_path / "local", model="fake")
+    build_index(local)
+    assert_same_index(local, local.replace(index_dir=tmp_path / "i"))
