@@ -26,6 +26,7 @@ SCRIPTS: dict[str, tuple[str, list[str], str]] = {
     "txtai_peer": ("txtai_peer.py", [], "txtai_peer"),
     "startup": ("startup.py", [], "startup"),
     "search": ("search.py", [], "search"),
+    "put_searchable": ("put_searchable.py", [], "put_searchable"),
     "search_lowdim": (
         "search.py",
         ["--data", "lowdim", "--name", "search_lowdim"],

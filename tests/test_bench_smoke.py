@@ -150,3 +150,12 @@ def test_txtai_peer_quick(tmp_path: Path) -> None:
     assert {"seedqa_median", "txtai_median", "txtai_over_seedqa"} <= result["index_s"].keys()
     assert {"txtai_search", "seedqa_dense", "seedqa_hybrid"} <= result["query"].keys()
     assert {"query_speedup", "index_faster"} == result["targets"].keys()
+
+
+def test_put_searchable_quick(tmp_path: Path) -> None:
+    result = run_quick("put_searchable.py", tmp_path)
+    assert set(result["corpora"]) == {"seeds", "scifact"}
+    for corpus in result["corpora"].values():
+        assert corpus["put_to_searchable"]["n"] == result["rounds"]
+        assert corpus["delete_to_gone"]["n"] == result["rounds"]
+    assert result["corpora"]["scifact"]["model"] == "fake"

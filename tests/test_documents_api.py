@@ -18,6 +18,7 @@ from qa.index import builder
 from qa.index import storage as store
 from tests.docfiles import make_pdf, make_scanned_pdf
 from web.app import create_app
+from web.security import BodyGuardMiddleware
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -173,7 +174,7 @@ def test_put_wait_makes_the_article_answerable_then_delete_removes_it(
     assert r.status_code == 200
     assert (r.json()["action"], r.json()["status"]) == ("deleted", "live")
     assert r.json()["build"]["removed"] == 1
-    assert not (seeds_dir / "museum/lanterns.txt").exists()
+    assert not (seeds_dir / "museum").exists()  # the folder the upload made goes with it
     assert "museum/lanterns.txt" not in {d["source"] for d in all_pages(admin)}
     after = admin.get("/api/ask", params={"q": QUESTION}).json()
     assert all(p["source"] != "museum/lanterns.txt" for p in after["passages"])
@@ -446,3 +447,101 @@ def test_page_forms_upload_and_delete_with_the_token(admin: TestClient, seeds_di
     r = admin.post("/documents/delete", data={"token": TOKEN, "source": "lanterns.txt"})
     assert r.status_code == 404
     assert "lanterns.txt" in r.context["error"]  # type: ignore[attr-defined]
+
+
+def _guard_run(
+    guard: BodyGuardMiddleware, method: str, path: str, chunks: list[bytes]
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    """Send a body in ``chunks`` through the guard: what it answered, and what the app got."""
+    import anyio
+
+    got: list[bytes] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard.app = app
+    queue = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    anyio.run(guard, scope, receive, send)
+    return sent, got[0] if got else None
+
+
+def test_body_guard_lets_binary_uploads_through_up_to_the_document_limit() -> None:
+    guard = BodyGuardMiddleware(lambda *a: None, max_bytes=100, upload_max_bytes=1000)  # type: ignore[arg-type]
+    binary = [b"%PDF-\xff" * 50, b"\xfe" * 600]  # 900 bytes, not UTF-8, over the JSON limit
+    sent, got = _guard_run(guard, "PUT", "/api/documents/a.pdf", binary)
+    assert (sent[0]["status"], got) == (200, b"".join(binary))
+    sent, got = _guard_run(guard, "PUT", "/api/documents/a.pdf", [*binary, b"x" * 101])
+    assert (sent[0]["status"], got) == (413, None)
+    assert b"1000" in sent[1]["body"]
+    for method, path in (("POST", "/api/ask"), ("PUT", "/api/reindex")):
+        sent, got = _guard_run(guard, method, path, binary)  # elsewhere the JSON limit holds
+        assert (sent[0]["status"], got) == (413, None)
+
+
+def test_an_upload_holds_the_lock_that_cli_builds_and_the_watcher_take(
+    admin: TestClient, settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an upload is being written, ``qa index`` and the service's own builds (the watcher
+    and ``POST /api/reindex`` call ``reindex``) are refused, and they work again after it."""
+    from qa import cli
+    from qa.ask import changes
+
+    writing, release = threading.Event(), threading.Event()
+    real_write = changes.store.write_atomic
+
+    def slow_write(path: Path, data: bytes) -> None:
+        writing.set()
+        release.wait(10)
+        real_write(path, data)
+
+    monkeypatch.setattr(changes.store, "write_atomic", slow_write)
+    put: list[int] = []
+    uploader = threading.Thread(
+        target=lambda: put.append(
+            admin.put(
+                "/api/documents/held.txt?wait=true", content=ARTICLE, headers=AUTH
+            ).status_code
+        )
+    )
+    uploader.start()
+    assert writing.wait(10)
+    argv = [
+        "index",
+        "--seeds",
+        str(seeds_dir),
+        "--index",
+        str(settings.index_dir),
+        "--model",
+        "fake",
+    ]
+    try:
+        assert cli.main([*argv, "--wait", "0"]) == 2  # busy: refused with a message
+        assert admin.post("/api/reindex", headers=AUTH).status_code == 409
+    finally:
+        release.set()
+        uploader.join()
+    assert put == [201]
+    assert cli.main(argv) == 0
+
+
+def test_page_notes_are_shown_only_when_the_index_bears_them_out(client: TestClient) -> None:
+    name = all_pages(client)[0]["source"]
+    saved = client.get("/documents", params={"done": "created", "source": name})
+    assert name in saved.context["notice"]  # type: ignore[attr-defined]
+    for forged in ({"done": "deleted", "source": name}, {"done": "created", "source": "x.txt"}):
+        assert client.get("/documents", params=forged).context["notice"] is None  # type: ignore[attr-defined]

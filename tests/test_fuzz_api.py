@@ -5,7 +5,8 @@ sent in-process to the ASGI app with its lifespan entered (so the index is reall
 the fake embedder). Checks: no 5xx, and every response (status, content type, headers, body)
 conforms to the schema. ``/api/reindex`` is fuzzed too, on an app without an admin token:
 every request to it must be refused (403; 405 for another method, 422 for a malformed query)
-and nothing is rebuilt.
+and nothing is rebuilt. So are ``PUT`` and ``DELETE /api/documents/{source}``: without the
+token every change is refused (403, or 422 for a malformed query) and nothing is written.
 
 The schema comes from ``create_app().openapi()``: building an app is cheap and loads nothing,
 and the document does not depend on the settings. (``schemathesis.pytest.from_fixture`` would
@@ -71,6 +72,13 @@ def _mutated_parameter(case: Any) -> str | None:
     return getattr(getattr(case.meta.phase, "data", None), "parameter", None)
 
 
+def _changes_documents(case: Any) -> bool:
+    return case.operation.path == "/api/documents/{source}" and case.operation.method in (
+        "put",
+        "delete",
+    )
+
+
 def excluded_checks(case: Any) -> list[Any]:
     """The checks that do not apply to this case, each exclusion with its reason.
 
@@ -124,13 +132,15 @@ def test_api_conforms_to_its_schema_and_never_fails(
 ) -> None:
     """No 5xx, responses as the schema says, and no rebuild without the admin token."""
     generation = current_generation(settings.index_dir)
+    seeds = sorted(p.name for p in settings.seeds_dir.rglob("*"))
     response = case.call_and_validate(app=app, excluded_checks=excluded_checks(case))
     assert response.status_code < 500, response.text
-    if case.operation.path == "/api/reindex":
+    if case.operation.path == "/api/reindex" or _changes_documents(case):
         # Refused whatever is sent (403; 405 for another method, 422 for a bad query).
         assert response.status_code in (403, 405, 422), response.text
     # Nothing a client sends without the admin token may rebuild the index.
     assert current_generation(settings.index_dir) == generation
+    assert sorted(p.name for p in settings.seeds_dir.rglob("*")) == seeds
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS"])

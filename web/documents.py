@@ -7,6 +7,7 @@ The routes only translate: listing, checking and changing documents is :mod:`qa.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -92,6 +93,22 @@ def _change_json(change: DocumentChange) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+#: The PUT body is the file itself (read raw, so it is declared here for the OpenAPI document).
+#: Two media types stand for all: the fuzzing tool can generate bodies only for these.
+_FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "The document file. Its name's suffix says the format; a Content-Type, if given, "
+            "must agree: text/* (UTF-8), application/pdf, application/vnd.openxmlformats-"
+            "officedocument.wordprocessingml.document, or application/octet-stream."
+        ),
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in ("text/plain", "application/octet-stream")
+        },
+    }
+}
 _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": DocumentChangeOut, "description": "Accepted: the index is being updated"},
     **error_responses(401, 403, 409, 413, 415, 422, 503),
@@ -103,6 +120,7 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=DocumentChangeOut,
     responses={201: {"model": DocumentChangeOut, "description": "Created"}, **_CHANGE_RESPONSES},
     tags=["documents"],
+    openapi_extra=_FILE_BODY,
 )
 async def put_api(
     source: str,
@@ -210,11 +228,15 @@ def documents_page(
     """Every indexed document, with filters, paging, and (with a token set) upload and delete."""
     filters = {"title": title or "", "date_from": date_from or "", "date_to": date_to or ""}
     context, status = _page_context(ctx, filters, limit, cursor)
-    context["notice"] = _notice(done, source)
+    indexed = ctx.service.generation.documents if ctx.service is not None else {}
+    context["notice"] = _notice(done, source, indexed)
     return templates.TemplateResponse(request, "documents.html", context, status_code=status)
 
 
-def _notice(done: str | None, source: str | None) -> str | None:
+def _notice(done: str | None, source: str | None, indexed: Mapping[str, object]) -> str | None:
+    """The note after a form's change; only one the index bears out (the URL can be forged)."""
+    if source is None or (source in indexed) != (done != "deleted"):
+        return None
     if done == "created" or done == "replaced" or done == "unchanged":
         return (
             f"'{source}' is {'unchanged' if done == 'unchanged' else 'saved'} and searchable now."

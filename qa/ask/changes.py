@@ -91,6 +91,7 @@ class _Job:
             if self.old is None:
                 raise DocumentNotFoundError(f"no document {self.source!r} in the seeds folder")
             self.path.unlink()
+            _remove_empty_folders(self.path.parent, self.service.settings.seeds_dir.resolve())
         elif self.old != self.data:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             store.write_atomic(self.path, self.data)  # a hidden temporary name, then a rename
@@ -102,6 +103,7 @@ class _Job:
             if self.old is None:
                 self.path.unlink(missing_ok=True)
             else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 store.write_atomic(self.path, self.old)
             log.warning("put '%s' back as it was after the failed build", self.path)
         except OSError:
@@ -119,6 +121,16 @@ class _Job:
         finally:
             self.written.set()
             self.done.set()
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents up to (not including) ``root`` while they are empty."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: the folder still holds other documents
+            return
+        folder = folder.parent
 
 
 def _run(

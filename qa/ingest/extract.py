@@ -237,16 +237,20 @@ def _docx(source: str, data: bytes) -> Extracted:
 
 
 class ExtractionCache:
-    """Extracted texts of the most recent documents by content hash, so each is extracted once.
-
-    An upload is extracted to check it; the build that follows finds the result here.
+    """Texts extracted from the latest PDF and Word files by content hash, so each is extracted
+    once: an upload is extracted to check it, and the build that follows finds the result here.
+    (Builds find older extractions in the index; text files are read as they are, not kept.)
     """
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
         self._items: OrderedDict[str, Extracted] = OrderedDict()
         self._lock = threading.Lock()
-        self.extractions = 0
+
+    def clear(self) -> None:
+        """Forget every extraction."""
+        with self._lock:
+            self._items.clear()
 
     def get(self, source: str, data: bytes, content_hash: str | None = None) -> Extracted:
         """The extraction of ``data`` (named ``source``), computed on the first request only."""
@@ -258,8 +262,9 @@ class ExtractionCache:
                 self._items.move_to_end(key)
                 return hit
         result = extract(source, data)
+        if format_for(source) not in EXTRACTED_FORMATS:
+            return result
         with self._lock:
-            self.extractions += 1
             self._items[key] = result
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
