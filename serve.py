@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="embedding model: 'bundled', a name, or a folder path")
     parser.add_argument("--config", type=Path, help="TOML file with settings")
     parser.add_argument(
+        "--reader", type=Path, help="extractive QA model folder that picks the answer span"
+    )
+    parser.add_argument(
+        "--reranker", type=Path, help="cross-encoder model folder that reorders the passages"
+    )
+    parser.add_argument(
         "--watch", action="store_true", help="reindex when files in the seeds folder change"
     )
     parser.add_argument(
@@ -55,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = Settings.load(
-            config_file=args.config, seeds_dir=args.seeds, index_dir=args.index, model=args.model
+            config_file=args.config,
+            seeds_dir=args.seeds,
+            index_dir=args.index,
+            model=args.model,
+            reader=args.reader,
+            reranker=args.reranker,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ SCRIPTS: dict[str, tuple[str, list[str], str]] = {
     "build": ("build.py", [], "build"),
     "txtai_peer": ("txtai_peer.py", [], "txtai_peer"),
     "startup": ("startup.py", [], "startup"),
+    "reader_cost": ("reader_cost.py", ["--torch-threads", "1"], "reader_cost"),
     "search": ("search.py", [], "search"),
     "put_searchable": ("put_searchable.py", [], "put_searchable"),
     "search_lowdim": (

@@ -29,6 +29,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
 
 
+def _models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reader", type=Path, help="extractive QA model folder that picks the answer span"
+    )
+    parser.add_argument(
+        "--reranker", type=Path, help="cross-encoder model folder that reorders the passages"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="qa", description=__doc__)
@@ -48,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="answer a question from the index")
     _common(p)
+    _models(p)
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5, help="number of passages (1-50)")
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
@@ -55,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure retrieval and answer quality")
     _common(p)
+    _models(p)
     _add_eval_arguments(p)
     return parser
 
@@ -70,6 +81,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         executor=getattr(args, "executor", None),
         ray_address=getattr(args, "address", None),
         ray_workers=getattr(args, "workers", None),
+        reader=getattr(args, "reader", None),
+        reranker=getattr(args, "reranker", None),
     )
 
 

@@ -81,6 +81,10 @@ class Settings:
     max_question_chars: int = MAX_QUESTION_CHARS
     max_k: int = MAX_K
     question_cache_size: int = 1024
+    # Bring-your-own models (docs/readers.md): a Hugging Face extractive QA model folder that
+    # picks the answer span, and a sentence-transformers CrossEncoder folder that reorders hits.
+    reader: Path | None = None
+    reranker: Path | None = None
 
     # Service.
     admin_token: str | None = field(default=None, repr=False)
@@ -150,6 +154,10 @@ class Settings:
         return cls(**_coerce(values))
 
 
+#: Fields whose default is ``None`` but whose value is a path.
+_OPTIONAL_PATHS = frozenset({"reader", "reranker"})
+
+
 def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
     """Turn strings from the environment or TOML into each field's type, naming bad values."""
     by_name = {f.name: f for f in fields(Settings)}
@@ -158,6 +166,9 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
         if name not in by_name:
             raise ConfigError(f"unknown setting {name!r}")
         default = by_name[name].default
+        if name in _OPTIONAL_PATHS:
+            out[name] = None if raw is None or raw == "" else Path(raw)
+            continue
         try:
             if isinstance(default, bool):
                 out[name] = (

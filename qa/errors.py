@@ -51,6 +51,10 @@ class DocumentNotFoundError(QAError):
     """A document path is unknown or points outside the seeds folder."""
 
 
+class ReaderError(ConfigError):
+    """The reader or reranker folder is missing, not a model, or a model of the wrong kind."""
+
+
 # -- managing documents (issue 14) -------------------------------------------------------------
 class InvalidDocumentNameError(QAError):
     """A document name is unsafe or malformed (``..``, absolute, hidden, a device, too long)."""

@@ -152,6 +152,16 @@ def test_txtai_peer_quick(tmp_path: Path) -> None:
     assert {"query_speedup", "index_faster"} == result["targets"].keys()
 
 
+@pytest.mark.slow
+def test_reader_cost_quick(tmp_path: Path) -> None:
+    result = run_quick("reader_cost.py", tmp_path)
+    configs = result["configs"]
+    assert {"hand_set", "reader_tiny", "reranker_tiny"} == configs.keys()
+    assert configs["reader_tiny"]["answer_ms"]["n"] == result["questions"]
+    assert configs["reranker_tiny"]["rerank_ms"]["n"] == result["questions"]
+    assert "rerank_ms" not in configs["hand_set"]
+
+
 def test_put_searchable_quick(tmp_path: Path) -> None:
     result = run_quick("put_searchable.py", tmp_path)
     assert set(result["corpora"]) == {"seeds", "scifact"}

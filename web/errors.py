@@ -33,6 +33,7 @@ from qa.errors import (
     InvalidQueryError,
     ModelLoadError,
     QAError,
+    ReaderError,
     SeedFileError,
     UnsupportedDocumentError,
 )
@@ -53,6 +54,7 @@ STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (IndexMismatchError, 503),
     (ModelLoadError, 503),
     (ExecutorError, 503),
+    (ReaderError, 503),  # before ConfigError, its base: a model folder that cannot be used
     (SeedFileError, 503),
     (ConfigError, 500),
 )

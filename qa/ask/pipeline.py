@@ -7,15 +7,22 @@ once.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from qa.ask.answer import Abstention, Answer
+from qa.ask.hf_reader import ExtractiveReader
+from qa.ask.model_reader import SpanReader
 from qa.ask.reader import HandSetReader, Reader, ReaderContext, Vector
+from qa.ask.reranker import CrossEncoderReranker, rerank_hits
 from qa.ask.retrieval import Filters, Hit, retrieve
 from qa.config import RetrievalMode, Settings
 from qa.index.generation import IndexGeneration
+
+#: Reorders the hits of a question (a cross-encoder reranker); ranks restart at 1.
+Rerank = Callable[[str, Sequence[Hit]], list[Hit]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +37,20 @@ class Asked:
 
 def load_reader(settings: Settings) -> Reader:
     """The reader the settings choose."""
+    if settings.reader is not None:
+        return SpanReader(
+            extractive=ExtractiveReader(path=settings.reader, device=settings.device or "cpu"),
+            template=settings.answer_template,
+        )
     return HandSetReader(template=settings.answer_template, threshold=settings.answer_threshold)
+
+
+def load_reranker(settings: Settings) -> Rerank | None:
+    """The hit reordering the settings choose (a cross-encoder folder), or ``None``."""
+    if settings.reranker is None:
+        return None
+    reranker = CrossEncoderReranker(path=settings.reranker, device=settings.device or "cpu")
+    return functools.partial(rerank_hits, reranker)
 
 
 def reader_context(gen: IndexGeneration, vector: Vector | None) -> ReaderContext:
@@ -56,10 +76,11 @@ def run_question(
     mode: RetrievalMode,
     filters: Filters | None = None,
     context: Callable[[IndexGeneration, Vector | None], ReaderContext] = reader_context,
+    rerank: Rerank | None = None,
 ) -> Asked:
-    """Encode ``question`` (when needed), retrieve its top ``k`` hits and, with a ``reader``,
-    answer it. ``context`` builds what the reader sees of the generation (evaluations swap it
-    to hide an article from the reader)."""
+    """Encode ``question`` (when needed), retrieve its top ``k`` hits, reorder them with
+    ``rerank`` if given and, with a ``reader``, answer it. ``context`` builds what the reader
+    sees of the generation (evaluations swap it to hide an article from the reader)."""
     timings: dict[str, float] = {}
     vector = None
     if mode != "bm25" or reader is not None:
@@ -79,6 +100,10 @@ def run_question(
         filters=filters,
     )
     timings["search_ms"] = (time.perf_counter() - t) * 1000
+    if rerank is not None and hits:
+        t = time.perf_counter()
+        hits = rerank(question, hits)
+        timings["rerank_ms"] = (time.perf_counter() - t) * 1000
     outcome: Answer | Abstention | None = None
     if reader is not None:
         t = time.perf_counter()

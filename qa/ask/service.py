@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qa.ask.answer import Abstention, Answer
-from qa.ask.pipeline import load_reader, run_question
+from qa.ask.pipeline import Rerank, load_reader, load_reranker, run_question
 from qa.ask.reader import Reader
 from qa.ask.retrieval import Filters, Hit
 from qa.config import RetrievalMode, Settings
@@ -81,6 +81,8 @@ class QAService:
         self._embedder = embedder
         self._encoder: QuestionEncoder | None = None
         self._reader: Reader | None = None
+        self._rerank: Rerank | None = None
+        self._rerank_loaded = False
         self._generation: IndexGeneration | None = None
         self._swap_lock = threading.Lock()
         self._build_lock = threading.Lock()
@@ -113,6 +115,14 @@ class QAService:
             self._reader = load_reader(self.settings)
         return self._reader
 
+    @property
+    def rerank(self) -> Rerank | None:
+        """The cross-encoder reordering of hits, if the settings name one (loaded on first use)."""
+        if not self._rerank_loaded:
+            self._rerank = load_reranker(self.settings)
+            self._rerank_loaded = True
+        return self._rerank
+
     def start(self, *, update: bool = True, poll: bool = True) -> None:
         """Bring the index up to date (optionally), load it, and follow later generations."""
         if update:
@@ -120,6 +130,9 @@ class QAService:
         else:
             self.reload()
         self.encoder.encode("warm-up")  # the first forward pass is slow; take it before traffic
+        if self.settings.reader is not None or self.settings.reranker is not None:
+            # A bad model folder fails the start, not the first question.
+            _ = self.reader, self.rerank
         if poll and self.settings.reload_interval > 0:
             self._poller = threading.Thread(target=self._poll, name="index-poller", daemon=True)
             self._poller.start()
@@ -218,6 +231,7 @@ class QAService:
             k=k,
             mode=mode,
             filters=filters,
+            rerank=self.rerank,
         )
         result_answer: Answer | None = None
         reason: str | None = None
