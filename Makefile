@@ -32,13 +32,14 @@ serve: install
 index: install
 	$(BIN)/python -m qa index
 
-# The Ray tests run here, so the 'ray' extra is installed for them (`make serve` never needs it).
-RAY_STAMP := $(VENV)/.ray-stamp
-$(RAY_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
-	touch $(RAY_STAMP)
+# The tests of the optional parts run here too, so their extras are installed for them: 'ray'
+# (cluster builds, replicas) and 'bench' (the txtai peer). `make serve` never needs them.
+TEST_STAMP := $(VENV)/.test-extras-stamp
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,bench]"
+	touch $(TEST_STAMP)
 
-test: install browser $(RAY_STAMP)
+test: install browser $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: install
