@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait if another build is running"
     )
+    p.add_argument("--executor", choices=["local", "ray"], help="where to embed (default: local)")
+    p.add_argument("--address", help="Ray cluster to join with --executor ray (e.g. 'auto')")
+    p.add_argument(
+        "--workers", type=int, help="Ray embedding actors (default: one per cluster CPU)"
+    )
 
     p = sub.add_parser("ask", help="answer a question from the index")
     _common(p)
@@ -79,6 +84,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         index_dir=args.index,
         model=args.model,
         retrieval_mode=getattr(args, "mode", None),
+        executor=getattr(args, "executor", None),
+        ray_address=getattr(args, "address", None),
+        ray_workers=getattr(args, "workers", None),
         reader=getattr(args, "reader", None),
         reranker=getattr(args, "reranker", None),
     )

@@ -20,6 +20,8 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf"]
 Backend = Literal["torch", "onnx"]
 AnswerScorer = Literal["learned", "handset"]
+#: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.index.ray_executor`).
+ExecutorName = Literal["local", "ray"]
 
 #: The most passages one question may ask for, and the longest question accepted (characters).
 MAX_K = 50
@@ -62,6 +64,13 @@ class Settings:
     hnsw_ef_search: int = 256  # 1M vectors: p50 3.1 ms at recall@10 0.99 (docs/benchmarks.md)
     hnsw_ef_construction: int = 80
     keep_generations: int = 2
+
+    # Where a build embeds: "local" (this process) or "ray" (pip install 'seedqa[ray]').
+    executor: ExecutorName = "local"
+    # The Ray cluster to join ("auto", "ray://head:10001"); None starts a private local one.
+    ray_address: str | None = None
+    # Embedding actors on the cluster; 0 means one per CPU the cluster offers.
+    ray_workers: int = 0
 
     # Asking.
     retrieval_mode: RetrievalMode = "hybrid"
@@ -112,6 +121,14 @@ class Settings:
         if self.answer_scorer not in get_args(AnswerScorer):
             raise ConfigError(
                 f"answer_scorer must be one of {get_args(AnswerScorer)}, got {self.answer_scorer!r}"
+            )
+        if self.executor not in get_args(ExecutorName):
+            raise ConfigError(
+                f"executor must be one of {get_args(ExecutorName)}, got {self.executor!r}"
+            )
+        if self.ray_workers < 0:
+            raise ConfigError(
+                f"ray_workers must be 0 (one per CPU) or more, got {self.ray_workers}"
             )
         if self.max_document_bytes < 1:
             raise ConfigError(f"max_document_bytes must be positive, got {self.max_document_bytes}")

@@ -194,3 +194,12 @@ def test_train_answerer_reproduces_its_weights_exactly(
     weights = load_weights(tmp_path / "w1.json")  # validates version and feature lists
     assert weights.trained_on["questions"] == 24
     assert len(weights.trained_on["sha256"]) == 64
+
+
+def test_answer_settings_from_the_environment() -> None:
+    settings = Settings.load(environ={"QA_ANSWER_THRESHOLD": "0.4", "QA_ANSWER_SCORER": "handset"})
+    assert settings.answer_threshold == 0.4
+    assert settings.answer_scorer == "handset"
+    assert Settings.load(environ={}).answer_threshold is None  # the calibrated one
+    with pytest.raises(ConfigError, match="'clever'"):
+        Settings.load(environ={"QA_ANSWER_SCORER": "clever"})

@@ -27,6 +27,7 @@ from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
+from qa.index.executor import Executor, LocalExecutor
 from qa.index.lexical import LexicalIndex, tokenize
 from qa.index.vectors import build_faiss, choose_index_type
 from qa.ingest.articles import Article, parse_article
@@ -95,10 +96,20 @@ def _load_previous(settings: Settings, *, rebuild: bool) -> _Previous | None:
     )
 
 
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names; Ray is imported only when it is asked for."""
+    if settings.executor == "ray":
+        from qa.index.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor()
+
+
 def build_index(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
+    executor: Executor | None = None,
     rebuild: bool = False,
     wait: float = 0.0,
     progress: bool = False,
@@ -108,14 +119,21 @@ def build_index(
 
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely.
+    ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
+    for this build and closed after it).
     ``before`` runs under the lock before the seeds are read: a change to the seeds made there
     (an upload, a deletion) is never raced by another build.
     """
+    own = executor is None
+    # Made before the lock is taken: a missing extra is refused without touching the index.
+    executor_ = make_executor(settings) if executor is None else executor
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
     try:
         lock.acquire(timeout=wait)
     except Timeout:
+        if own:
+            executor_.close()
         raise IndexBusyError(
             f"another build is already running on '{settings.index_dir}' "
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
@@ -123,13 +141,22 @@ def build_index(
     try:
         if before is not None:
             before()
-        return _build_locked(settings, embedder=embedder, rebuild=rebuild, progress=progress)
+        return _build_locked(
+            settings, embedder=embedder, executor=executor_, rebuild=rebuild, progress=progress
+        )
     finally:
+        if own:
+            executor_.close()
         lock.release()
 
 
 def _build_locked(
-    settings: Settings, *, embedder: Embedder | None, rebuild: bool, progress: bool
+    settings: Settings,
+    *,
+    embedder: Embedder | None,
+    executor: Executor,
+    rebuild: bool,
+    progress: bool,
 ) -> BuildSummary:
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
@@ -150,7 +177,7 @@ def _build_locked(
         return summary
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
-        passages, previous, embedder_, settings, progress=progress
+        passages, previous, embedder_, settings, executor=executor, progress=progress
     )
     if embedder_ is None and previous is None:
         embedder_ = load_embedder(settings)  # an empty seeds folder still records the model
@@ -249,6 +276,7 @@ def _vectors_for(
     embedder: Embedder | None,
     settings: Settings,
     *,
+    executor: Executor,
     progress: bool,
 ) -> tuple[Vectors, Vectors, int]:
     """Passage and sentence vectors for ``passages``, reusing every vector whose embedded text
@@ -267,9 +295,10 @@ def _vectors_for(
         if embedder is None:
             embedder = load_embedder(settings)
         items = list(todo.values())
-        fresh, fresh_sents = embedder.embed_passages(
+        fresh, fresh_sents = executor.embed_passages(
             [p.embed_text() for p in items],
             [p.sentence_spans_in_embed_text() for p in items],
+            embedder=embedder,
             batch_size=settings.batch_size,
             progress=progress,
         )
