@@ -141,6 +141,8 @@ def span_features(
     sentence: str, question: str, cands: list[SpanCandidate], words: list[str]
 ) -> npt.NDArray[np.float64]:
     """One row of :data:`SPAN_FEATURES` per candidate."""
+    # Long: one feature per line, in SPAN_FEATURES order, so the order can be checked by eye
+    # against the names the weights file records.
     if not cands:
         return np.zeros((0, len(SPAN_FEATURES)))
     stop = _stopwords()

@@ -138,6 +138,8 @@ def evaluate_questions(
     service: QAService, questions: list[EvalQuestion], *, k: int = 10
 ) -> EvalReport:
     """Run every question through the service exactly as ``/api/ask`` does, and score it."""
+    # Long: one pass over the questions that accumulates every figure of the report, one
+    # line per figure; split, the figures would be counted in several places.
     seeds = service.settings.seeds_dir
     cache: dict[str, str] = {}
     outcomes: list[QuestionOutcome] = []

@@ -67,6 +67,8 @@ def evaluate_xquad(
     ``answer_sentence_has_gold_with_threshold_0``: the same passages with every abstention rule
     switched off, which separates extraction quality from abstention.
     """
+    # Long: one pass over the questions that accumulates every figure of the report, one
+    # line per figure; split, the figures would be counted in several places.
     documents, questions = read_squad(path)
     questions = questions[:limit] if limit is not None else questions
     index_cache = cache_folder(cache, path.stem, settings) if cache is not None else None
