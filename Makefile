@@ -32,11 +32,18 @@ serve: install
 index: install
 	$(BIN)/python -m qa index
 
-test: install browser
+# The tests of the optional parts run here too, so their extras are installed for them: 'ray'
+# (cluster builds, replicas) and 'bench' (the txtai peer). `make serve` never needs them.
+TEST_STAMP := $(VENV)/.test-extras-stamp
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,bench]"
+	touch $(TEST_STAMP)
+
+test: install browser $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not model and not browser and not slow"
+	$(BIN)/python -m pytest -m "not model and not browser and not slow and not ray"
 
 lint: install
 	$(BIN)/ruff check qa web tests bench serve.py

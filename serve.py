@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--watch", action="store_true", help="reindex when files in the seeds folder change"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        help="serve N copies of the app through Ray Serve (needs the 'ray' extra); "
+        "default: one process, no Ray",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
@@ -65,6 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.replicas is not None:
+        from web.replicas import serve_forever
+
+        try:
+            return serve_forever(
+                settings, replicas=args.replicas, host=args.host, port=args.port, watch=args.watch
+            )
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     app = create_app(settings, watch=args.watch)
     config = uvicorn.Config(
         app,

@@ -14,6 +14,10 @@ and memory that does not grow: the RSS at the end within 5 % of the RSS after th
     .venv/bin/python bench/load_test.py                  # 60 s, 16 clients, real model
     .venv/bin/python bench/load_test.py --quick          # 5 s, 4 clients, fake model
     .venv/bin/python bench/load_test.py --cache-size 0   # every question embedded afresh
+    .venv/bin/python bench/load_test.py --replicas 2     # serve.py --replicas 2 (Ray Serve)
+
+With ``--replicas`` the memory criterion is not enforced: ``serve.py`` is then only the Ray
+driver, and the replicas are Ray worker processes.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def parse_args() -> Any:
     p.add_argument(
         "--cache-size", type=int, help="the server's question cache (default: its own, 1024)"
     )
+    p.add_argument(
+        "--replicas", type=int, help="serve.py --replicas N (Ray Serve; needs the 'ray' extra)"
+    )
     args = p.parse_args()
     if args.quick:
         args.seconds, args.clients = 5.0, 4
@@ -73,7 +80,12 @@ def uptime() -> str:
 
 
 def start_server(
-    work: Path, *, model: str | None, cache_size: int | None, log: Path
+    work: Path,
+    *,
+    model: str | None,
+    cache_size: int | None,
+    log: Path,
+    replicas: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """``serve.py`` over a copy of the seeds; (process, base URL, seconds until it answered)."""
     import httpx
@@ -89,6 +101,8 @@ def start_server(
     cmd += ["--seeds", str(seeds), "--index", str(work / "emb")]
     if model:
         cmd += ["--model", model]
+    if replicas is not None:
+        cmd += ["--replicas", str(replicas)]
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=err, stderr=err)
     base = f"http://127.0.0.1:{port}"
@@ -290,6 +304,7 @@ def main() -> int:
         "seconds": args.seconds,
         "warmup_seconds": args.warmup,
         "clients": args.clients,
+        "replicas": args.replicas,
         "question_cache_size": args.cache_size if args.cache_size is not None else "default",
         "questions": len(questions),
         "loadavg_start": c.loadavg(),
@@ -299,7 +314,7 @@ def main() -> int:
         work = Path(tmp)
         log = work / "serve.log"
         proc, base, ready_s = start_server(
-            work, model=args.model, cache_size=args.cache_size, log=log
+            work, model=args.model, cache_size=args.cache_size, log=log, replicas=args.replicas
         )
         try:
             result["server_start_seconds"] = round(ready_s, 1)
@@ -308,12 +323,12 @@ def main() -> int:
         finally:
             result["server_exit"] = stop_server(proc, log)
     result.update(summarise(load, start, args.warmup, args.seconds))
-    result["memory"]["enforced"] = not args.quick
+    result["memory"]["enforced"] = not args.quick and args.replicas is None
     result["uptime_end"] = uptime()
     result["success"] = bool(
         result["errors"] == 0
         and result["server_exit"]["clean"]
-        and (args.quick or result["memory"]["stable"])
+        and (not result["memory"]["enforced"] or result["memory"]["stable"])
     )
     c.write_result(args.out, "load_test", result)
     lat, rss = result["latency_ms"], result["rss_kb"]

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait if another build is running"
     )
+    p.add_argument("--executor", choices=["local", "ray"], help="where to embed (default: local)")
+    p.add_argument("--address", help="Ray cluster to join with --executor ray (e.g. 'auto')")
+    p.add_argument(
+        "--workers", type=int, help="Ray embedding actors (default: one per cluster CPU)"
+    )
 
     p = sub.add_parser("ask", help="answer a question from the index")
     _common(p)
@@ -66,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _models(p)
     _add_eval_arguments(p)
+
+    from qa.evaluation.training import add_train_arguments
+
+    p = sub.add_parser("train-answerer", help="fit the answer models on XQuAD, write weights")
+    _common(p)
+    add_train_arguments(p)
     return parser
 
 
@@ -77,6 +88,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         index_dir=args.index,
         model=args.model,
         retrieval_mode=getattr(args, "mode", None),
+        executor=getattr(args, "executor", None),
+        ray_address=getattr(args, "address", None),
+        ray_workers=getattr(args, "workers", None),
         reader=getattr(args, "reader", None),
         reranker=getattr(args, "reranker", None),
     )
@@ -100,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, settings)
         if args.command == "ask":
             return _ask(args, settings)
+        if args.command == "train-answerer":
+            from qa.evaluation.training import run_train_command
+
+            return run_train_command(args, settings)
         return _run_eval(args, settings)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)

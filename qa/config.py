@@ -19,6 +19,9 @@ from qa.errors import ConfigError
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf", "ivfpq"]
 Backend = Literal["torch", "onnx"]
+AnswerScorer = Literal["learned", "handset"]
+#: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.index.ray_executor`).
+ExecutorName = Literal["local", "ray"]
 
 #: The most passages one question may ask for, and the longest question accepted (characters).
 MAX_K = 50
@@ -70,12 +73,24 @@ class Settings:
     merge_factor: int = 10
     merge_floor: int = 2_000
 
+    # Where a build embeds: "local" (this process) or "ray" (pip install 'seedqa[ray]').
+    executor: ExecutorName = "local"
+    # The Ray cluster to join ("auto", "ray://head:10001"); None starts a private local one.
+    ray_address: str | None = None
+    # Embedding actors on the cluster; 0 means one per CPU the cluster offers.
+    ray_workers: int = 0
+
     # Asking.
     retrieval_mode: RetrievalMode = "hybrid"
     rrf_k: int = 60
     dense_weight: float = 0.5  # weight of the dense ranking in the fusion (BM25 has 1.0)
     candidates: int = 50
-    answer_threshold: float = 0.53
+    # The answer reader: "learned" (qa/answerer.py, weights fitted on XQuAD) or "handset"
+    # (qa/answer.py's hand-set weights).
+    answer_scorer: AnswerScorer = "learned"
+    # Refuse below this confidence; None: the threshold calibrated with the learned weights
+    # (the hand-set scorer then uses 0.53 on its best sentence similarity).
+    answer_threshold: float | None = None
     answer_template: Path = DEFAULT_TEMPLATE
     max_question_chars: int = MAX_QUESTION_CHARS
     max_k: int = MAX_K
@@ -111,6 +126,18 @@ class Settings:
             )
         if self.backend not in get_args(Backend):
             raise ConfigError(f"backend must be one of {get_args(Backend)}, got {self.backend!r}")
+        if self.answer_scorer not in get_args(AnswerScorer):
+            raise ConfigError(
+                f"answer_scorer must be one of {get_args(AnswerScorer)}, got {self.answer_scorer!r}"
+            )
+        if self.executor not in get_args(ExecutorName):
+            raise ConfigError(
+                f"executor must be one of {get_args(ExecutorName)}, got {self.executor!r}"
+            )
+        if self.ray_workers < 0:
+            raise ConfigError(
+                f"ray_workers must be 0 (one per CPU) or more, got {self.ray_workers}"
+            )
         if self.max_document_bytes < 1:
             raise ConfigError(f"max_document_bytes must be positive, got {self.max_document_bytes}")
         if self.merge_factor < 2:
@@ -171,7 +198,7 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
                 out[name] = Path(raw)
             elif isinstance(default, int):
                 out[name] = int(raw)
-            elif isinstance(default, float):
+            elif isinstance(default, float) or name == "answer_threshold":
                 out[name] = float(raw)
             else:
                 out[name] = raw

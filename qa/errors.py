@@ -38,6 +38,11 @@ class IndexBusyError(QAError):
     """Another build holds the index lock."""
 
 
+class ExecutorError(QAError):
+    """A build executor (e.g. the Ray cluster) failed, or returned results that do not match
+    what it was sent; the live index is left as it was."""
+
+
 class InvalidQueryError(QAError):
     """A question or a search parameter is not acceptable."""
 

@@ -123,11 +123,29 @@ def test_filters_limit_sources_and_dates(client: TestClient) -> None:
         "ما هي العلاقة بين تشونغتشينغ وكاليفورنيا؟",
     ],
 )
-def test_non_latin_questions_are_answered(client: TestClient, seeds: Path, question: str) -> None:
+def test_non_latin_questions_get_an_exact_quote_or_a_reason(
+    client: TestClient, seeds: Path, question: str
+) -> None:
     r = client.post("/api/ask", json={"question": question})
     assert r.status_code == 200
-    assert r.json()["question"] == question
-    assert_provenance(seeds, r.json())
+    body = r.json()
+    assert body["question"] == question
+    assert_provenance(seeds, body)
+    answer = body["answer"]
+    if answer is None:
+        assert body["abstain_reason"]
+        return
+    raw = source_text(seeds, answer["source"])
+    assert raw[answer["start"] : answer["end"]] == answer["text"]
+    assert answer["citations"]
+    for n in answer["citations"]:
+        p = body["passages"][n - 1]
+        assert p["source"] == answer["source"]
+        assert p["start"] <= answer["start"]
+        assert answer["end"] <= p["end"]
+    if answer["span"] is not None:
+        assert raw[answer["span"]["start"] : answer["span"]["end"]] == answer["span"]["text"]
+        assert answer["start"] <= answer["span"]["start"] <= answer["span"]["end"] <= answer["end"]
 
 
 # -- client errors: always 4xx with a detail naming the problem ------------------------------

@@ -136,6 +136,8 @@ def test_ask_with_javascript_then_open_the_passage(page: Any, server: LiveServer
     assert response_info.value.status == 200
     page.wait_for_selector(".answer .answer-text")
     assert "Lee Wong" in page.inner_text(".answer-text")
+    span = response_info.value.json()["answer"]["span"]
+    assert page.inner_text(".answer-text strong.answer-span") == span["text"]
     assert "q=Who+is+chairman" in page.url  # the URL can be shared and reloaded
     passages = page.locator("li.passage")
     assert passages.count() == 5

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from qa.ask.answer import Abstention
+from qa.ask.answerer import LearnedReader
 from qa.ask.hf_reader import ExtractiveReader
 from qa.ask.model_reader import SpanReader
 from qa.ask.reader import HandSetReader, ReaderContext
@@ -90,13 +91,16 @@ def test_reader_refusal_keeps_the_withheld_span(bm25: Settings, models: dict[str
     assert raw[withheld.start : withheld.end] == withheld.text
 
 
-def test_without_the_setting_the_hand_set_reader_answers(settings: Settings) -> None:
+def test_without_the_setting_the_default_reader_answers(settings: Settings) -> None:
     service = QAService(settings)
+    handset = QAService(settings.replace(answer_scorer="handset"))
     try:
-        assert isinstance(service.reader, HandSetReader)
+        assert isinstance(service.reader, LearnedReader)
+        assert isinstance(handset.reader, HandSetReader)
         assert service.rerank is None
     finally:
         service.close()
+        handset.close()
 
 
 def test_reranker_setting_reorders_the_hits_by_its_scores(

@@ -24,6 +24,7 @@ from qa.errors import (
     DocumentContentError,
     DocumentNotFoundError,
     DocumentTooLargeError,
+    ExecutorError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
@@ -52,6 +53,7 @@ STATUS_FOR: tuple[tuple[type[QAError], int], ...] = (
     (IndexCorruptError, 503),
     (IndexMismatchError, 503),
     (ModelLoadError, 503),
+    (ExecutorError, 503),
     (ReaderError, 503),  # before ConfigError, its base: a model folder that cannot be used
     (SeedFileError, 503),
     (ConfigError, 500),

@@ -81,6 +81,14 @@ class _Output(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class SpanOut(_Output):
+    """The short answer: ``text`` is exactly the source file's text ``[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+
+
 class AnswerOut(_Output):
     """An extractive answer: ``text`` is exactly the source file's text ``[start:end]``."""
 
@@ -91,7 +99,11 @@ class AnswerOut(_Output):
     start: int
     end: int
     score: float
-    support: float = Field(description="Best sentence similarity to the question.")
+    support: float = Field(description="The answer's confidence (what the refusal compares).")
+    span: SpanOut | None = Field(
+        default=None,
+        description="The short answer inside `text` (a name, number, date or phrase), or null.",
+    )
 
     @classmethod
     def from_answer(cls, a: Answer) -> AnswerOut:
@@ -105,6 +117,9 @@ class AnswerOut(_Output):
             end=a.end,
             score=a.score,
             support=a.support,
+            span=None
+            if a.span is None
+            else SpanOut(text=a.span.text, start=a.span.start, end=a.span.end),
         )
 
 

@@ -35,6 +35,10 @@ class Asked:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+#: The hand-set scorer's threshold on its best sentence similarity (tuned on the seeds set).
+HANDSET_THRESHOLD = 0.53
+
+
 def load_reader(settings: Settings) -> Reader:
     """The reader the settings choose."""
     if settings.reader is not None:
@@ -42,7 +46,18 @@ def load_reader(settings: Settings) -> Reader:
             extractive=ExtractiveReader(path=settings.reader, device=settings.device or "cpu"),
             template=settings.answer_template,
         )
-    return HandSetReader(template=settings.answer_template, threshold=settings.answer_threshold)
+    if settings.answer_scorer == "handset":
+        threshold = (
+            HANDSET_THRESHOLD if settings.answer_threshold is None else settings.answer_threshold
+        )
+        return HandSetReader(template=settings.answer_template, threshold=threshold)
+    from qa.ask.answerer import LearnedReader, load_weights
+
+    return LearnedReader(
+        template=settings.answer_template,
+        weights=load_weights(),
+        threshold=settings.answer_threshold,
+    )
 
 
 def load_reranker(settings: Settings) -> Rerank | None:

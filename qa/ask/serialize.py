@@ -40,6 +40,9 @@ def ask_result_json(result: AskResult) -> dict[str, Any]:
             "end": a.end,
             "score": a.score,
             "support": a.support,
+            "span": None
+            if a.span is None
+            else {"text": a.span.text, "start": a.span.start, "end": a.span.end},
         }
     return {
         "question": result.question,

@@ -53,3 +53,8 @@ def token_f1(text: str | None, answers: Sequence[str]) -> float:
             precision, recall = same / len(predicted), same / len(gold)
             best = max(best, 2 * precision * recall / (precision + recall))
     return best
+
+
+def exact_match(text: str | None, answers: Sequence[str]) -> bool:
+    """SQuAD v1.1 exact match: the normalised answer equals a normalised gold answer."""
+    return text is not None and any(squad_tokens(text) == squad_tokens(g) for g in answers)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa.ask.answer import is_unknown_terms_reason
 from qa.ask.service import AskResult, QAService
 from qa.errors import ConfigError
 
@@ -137,6 +138,8 @@ def evaluate_questions(
     service: QAService, questions: list[EvalQuestion], *, k: int = 10
 ) -> EvalReport:
     """Run every question through the service exactly as ``/api/ask`` does, and score it."""
+    # Long: one pass over the questions that accumulates every figure of the report, one
+    # line per figure; split, the figures would be counted in several places.
     seeds = service.settings.seeds_dir
     cache: dict[str, str] = {}
     outcomes: list[QuestionOutcome] = []
@@ -159,9 +162,7 @@ def evaluate_questions(
             support=round(support, 4),
             top_source=result.passages[0].passage.source if result.passages else None,
             kind=q.kind,
-            abstained_by_rule=result.answer is None
-            and support >= service.settings.answer_threshold
-            and bool(result.passages),
+            abstained_by_rule=is_unknown_terms_reason(result.abstain_reason),
         )
         outcomes.append(o)
         failed = (answerable and (rank != 1 or not correct)) or (not answerable and not o.abstained)

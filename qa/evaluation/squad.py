@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa.ask.answer import is_unknown_terms_reason
 from qa.ask.service import QAService
 from qa.config import Settings
 from qa.embed.registry import model_id_for
 from qa.errors import ConfigError
 from qa.evaluation.corpus import cache_folder, indexed
-from qa.evaluation.metrics import contains_gold, token_f1
+from qa.evaluation.metrics import contains_gold, exact_match, token_f1
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +60,21 @@ def evaluate_xquad(
     :meth:`QAService.ask` exactly as the service answers.
 
     ``answer_contains_gold``: the answer text contains a gold span (abstentions are misses);
-    ``answer_token_f1`` is SQuAD's token F1, low for sentence-long answers by construction.
+    ``answer_token_f1`` is SQuAD's token F1, low for sentence-long answers by construction;
+    ``span_token_f1`` and ``span_exact_match`` score the short answer span the same way.
     ``abstained_unknown_terms``: abstentions although the support passed the threshold (the
     question names something the index never mentions).
     ``answer_sentence_has_gold_with_threshold_0``: the same passages with every abstention rule
     switched off, which separates extraction quality from abstention.
     """
+    # Long: one pass over the questions that accumulates every figure of the report, one
+    # line per figure; split, the figures would be counted in several places.
     documents, questions = read_squad(path)
     questions = questions[:limit] if limit is not None else questions
     index_cache = cache_folder(cache, path.stem, settings) if cache is not None else None
     found = at_1 = correct = abstained = by_rule = forced = words = 0
-    f1 = 0.0
+    f1 = span_f1 = 0.0
+    span_exact = 0
     with indexed(documents, settings, index_cache) as (local, index_seconds):
         service = QAService(local)
         try:
@@ -83,10 +88,13 @@ def evaluate_xquad(
                 at_1 += sources[:1] == [q.source]
                 answer = result.answer.text if result.answer else None
                 abstained += answer is None
-                by_rule += answer is None and (result.support or 0.0) >= local.answer_threshold
+                by_rule += is_unknown_terms_reason(result.abstain_reason)
                 correct += contains_gold(answer, q.answers)
                 f1 += token_f1(answer, q.answers)
                 words += len(answer.split()) if answer else 0
+                span = result.answer.span if result.answer else None
+                span_f1 += token_f1(span.text if span else None, q.answers)
+                span_exact += span is not None and exact_match(span.text, q.answers)
                 # The same passages and sentence scores with every abstention rule switched off.
                 unguarded = result.unrefused
                 forced += unguarded is not None and contains_gold(unguarded.text, q.answers)
@@ -115,6 +123,8 @@ def evaluate_xquad(
         "answer_contains_gold_when_answered": round(correct / answered, 4) if answered else 0.0,
         "answer_sentence_has_gold_with_threshold_0": round(forced / n, 4),
         "answer_token_f1": round(f1 / n, 4),
+        "span_token_f1": round(span_f1 / n, 4),
+        "span_exact_match": round(span_exact / n, 4),
         "answer_mean_words": round(words / answered, 1) if answered else 0.0,
         "index_seconds": index_seconds,
         "query_seconds": query_seconds,

@@ -28,6 +28,7 @@ from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
+from qa.index.executor import Executor, LocalExecutor
 from qa.index.generation import IndexGeneration, load_index
 from qa.index.lexical import build_postings, tokenize
 from qa.index.merge import index_params, merge_segments
@@ -85,10 +86,20 @@ def _load_previous(settings: Settings, *, rebuild: bool) -> IndexGeneration | No
     return load_index(settings)
 
 
+def make_executor(settings: Settings) -> Executor:
+    """The executor ``settings.executor`` names; Ray is imported only when it is asked for."""
+    if settings.executor == "ray":
+        from qa.index.ray_executor import RayExecutor
+
+        return RayExecutor(settings)
+    return LocalExecutor()
+
+
 def build_index(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
+    executor: Executor | None = None,
     rebuild: bool = False,
     merge: bool = False,
     wait: float = 0.0,
@@ -100,14 +111,21 @@ def build_index(
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely;
     ``merge`` merges every segment into one afterwards (``qa index --merge``).
+    ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
+    for this build and closed after it).
     ``before`` runs under the lock before the seeds are read: a change to the seeds made there
     (an upload, a deletion) is never raced by another build.
     """
+    own = executor is None
+    # Made before the lock is taken: a missing extra is refused without touching the index.
+    executor_ = make_executor(settings) if executor is None else executor
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
     try:
         lock.acquire(timeout=wait)
     except Timeout:
+        if own:
+            executor_.close()
         raise IndexBusyError(
             f"another build is already running on '{settings.index_dir}' "
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
@@ -116,7 +134,7 @@ def build_index(
         if before is not None:
             before()
         summary, listed = _build_locked(
-            settings, embedder=embedder, rebuild=rebuild, progress=progress
+            settings, embedder=embedder, executor=executor_, rebuild=rebuild, progress=progress
         )
         # Nothing changed and no merge asked: the policy already ran after the last change.
         merged = merge_segments(settings, force=merge, listed=listed) if listed or merge else None
@@ -128,11 +146,18 @@ def build_index(
             store.prune(settings.index_dir, keep=settings.keep_generations)
         return summary
     finally:
+        if own:
+            executor_.close()
         lock.release()
 
 
 def _build_locked(
-    settings: Settings, *, embedder: Embedder | None, rebuild: bool, progress: bool
+    settings: Settings,
+    *,
+    embedder: Embedder | None,
+    executor: Executor,
+    rebuild: bool,
+    progress: bool,
 ) -> tuple[BuildSummary, list[dict[str, Any]] | None]:
     """The build itself, and the segment list of the generation it published (``None``: it
     published none)."""
@@ -157,7 +182,7 @@ def _build_locked(
         return summary, None
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
-        new, previous, gone, embedder_, settings, progress=progress
+        new, previous, gone, embedder_, settings, executor=executor, progress=progress
     )
     model_info = _model_info(settings, embedder_, previous)
     segments = _tombstoned(previous, gone)
@@ -313,6 +338,7 @@ def _vectors_for(
     embedder: Embedder | None,
     settings: Settings,
     *,
+    executor: Executor,
     progress: bool,
 ) -> tuple[Vectors, Vectors, int]:
     """Passage and sentence vectors for ``passages``, reusing every vector whose embedded text
@@ -326,9 +352,10 @@ def _vectors_for(
         if embedder is None:
             embedder = load_embedder(settings)
         items = list(todo.values())
-        fresh, fresh_sents = embedder.embed_passages(
+        fresh, fresh_sents = executor.embed_passages(
             [p.embed_text() for p in items],
             [p.sentence_spans_in_embed_text() for p in items],
+            embedder=embedder,
             batch_size=settings.batch_size,
             progress=progress,
         )

@@ -75,7 +75,13 @@
     if (data.answer) {
       const a = data.answer;
       const cited = data.passages.find((p) => p.source === a.source && p.title);
-      const text = el("p", { class: "answer-text" }, [a.text]);
+      // The short answer, when there is one, is shown in bold inside the quoted sentence.
+      const parts = a.span
+        ? [a.text.slice(0, a.span.start - a.start),
+           el("strong", { class: "answer-span" }, [a.span.text]),
+           a.text.slice(a.span.end - a.start)]
+        : [a.text];
+      const text = el("p", { class: "answer-text" }, parts);
       for (const n of a.citations) {
         text.append(" ");
         text.append(el("a", { class: "cite", href: "#p" + n, "aria-label": "see passage " + n },

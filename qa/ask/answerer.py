@@ -1,0 +1,237 @@
+"""The default reader: a learned sentence scorer, a short answer span and a calibrated refusal.
+
+Three small logistic models, fitted on XQuAD English with splits by article
+(``python -m qa train-answerer``) and shipped as ``qa/data/answerer.json``:
+
+- the sentence model ranks every sentence of the top hits (:mod:`qa.answer_features`);
+- the refusal model turns the best sentence's evidence into the probability that the question is
+  answerable from these hits at all; below the calibrated threshold the reader refuses;
+- the span model picks the short exact span of the chosen sentence that answers
+  (:mod:`qa.spans`).
+
+Names the index never mentions are still refused by rule (:func:`qa.answer.unsupported_terms`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qa.ask.answer import (
+    ANSWER_PASSAGES,
+    Abstention,
+    Answer,
+    AnswerSpan,
+    render_answer,
+    unknown_terms_reason,
+    unsupported_terms,
+)
+from qa.ask.answer_features import (
+    SENTENCE_FEATURES,
+    Candidate,
+    candidates,
+    metadata_asked,
+    sentence_features,
+)
+from qa.ask.logistic import LinearModel
+from qa.ask.reader import ReaderContext
+from qa.ask.retrieval import Hit
+from qa.ask.spans import SPAN_FEATURES, best_span
+from qa.errors import ConfigError
+from qa.index.lexical import tokenize
+
+#: The weights file shipped in the package.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "answerer.json"
+#: Bumped when the file's layout changes; files of another version are refused.
+WEIGHTS_VERSION = 1
+
+_LEANS_BACK = re.compile(r"(He|She|It|They|This|These|That|Those|The two|Ever since)\b")
+
+REFUSAL_FEATURES: tuple[str, ...] = (
+    "best_logit",
+    "margin",
+    "max_semantic",
+    "top_dense",
+    "best_lexical",
+    "coverage",
+    "top_bm25",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswererWeights:
+    """The three fitted models, the refusal threshold and where they came from."""
+
+    sentence: LinearModel
+    refusal: LinearModel
+    span: LinearModel
+    threshold: float
+    trained_on: dict[str, Any]
+
+
+def weights_json(weights: AnswererWeights) -> dict[str, Any]:
+    """The file's JSON form."""
+    return {
+        "version": WEIGHTS_VERSION,
+        "trained_on": weights.trained_on,
+        "sentence": weights.sentence.to_json(),
+        "refusal": weights.refusal.to_json(),
+        "span": weights.span.to_json(),
+        "threshold": round(weights.threshold, 6),
+    }
+
+
+@lru_cache(maxsize=4)
+def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
+    """Read and validate a weights file (version and feature lists)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"answerer weights '{path}' are unreadable: {exc}") from None
+    if not isinstance(data, dict) or data.get("version") != WEIGHTS_VERSION:
+        found = data.get("version") if isinstance(data, dict) else None
+        raise ConfigError(
+            f"answerer weights '{path}' have version {found!r}, this seedqa reads version "
+            f"{WEIGHTS_VERSION}; rebuild them with `python -m qa train-answerer`"
+        )
+    where = f"answerer weights '{path}'"
+    try:
+        threshold = float(data["threshold"])
+        trained_on = dict(data["trained_on"])
+        parts = data["sentence"], data["refusal"], data["span"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} lack a part: {exc!r}") from None
+    return AnswererWeights(
+        sentence=LinearModel.from_json(parts[0], expect=SENTENCE_FEATURES, where=where),
+        refusal=LinearModel.from_json(parts[1], expect=REFUSAL_FEATURES, where=where),
+        span=LinearModel.from_json(parts[2], expect=SPAN_FEATURES, where=where),
+        threshold=threshold,
+        trained_on=trained_on,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def refusal_features(
+    question: str, cands: Sequence[Candidate], x: npt.NDArray[np.float64], logits: Any
+) -> npt.NDArray[np.float64]:
+    """One row of :data:`REFUSAL_FEATURES` for a question, from its scored candidates."""
+    order = np.argsort(-logits, kind="stable")
+    best = int(order[0])
+    second = float(logits[order[1]]) if len(order) > 1 else float(logits[best]) - 5.0
+    q_terms = set(tokenize(question))
+    top = cands[best].hit
+    top_terms = set(tokenize(f"{top.passage.title or ''} {top.passage.text}"))
+    coverage = len(q_terms & top_terms) / len(q_terms) if q_terms else 0.0
+    lexical = x[best, SENTENCE_FEATURES.index("lexical")]
+    return np.asarray(
+        [
+            float(logits[best]),
+            float(logits[best]) - second,
+            max(c.semantic for c in cands),
+            max((c.hit.dense_score or 0.0) for c in cands),
+            float(lexical),
+            coverage,
+            math.log1p(max((c.hit.lexical_score or 0.0) for c in cands)),
+        ],
+        dtype=np.float64,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedReader:
+    """The default reader (see the module docstring)."""
+
+    template: Path
+    weights: AnswererWeights
+    #: Refuse below this confidence; ``None``: the threshold calibrated with the weights.
+    threshold: float | None = None
+    passages: int = ANSWER_PASSAGES
+
+    def answer(
+        self, question: str, hits: Sequence[Hit], context: ReaderContext
+    ) -> Answer | Abstention:
+        """The best sentence of the top hits with its span, or why there is none."""
+        cands = candidates(hits, context.sentence_scores, passages=self.passages)
+        if not cands:
+            reason = "no passage matches the question" if not hits else "no sentences found"
+            return Abstention(reason, 0.0)
+        x = sentence_features(question, cands)
+        logits = self.weights.sentence.logits(x)
+        meta = metadata_asked(question, cands)
+        best = cands[max(meta, key=lambda i: logits[i]) if meta else int(np.argmax(logits))]
+        r = refusal_features(question, cands, x, logits)
+        confidence = float(self.weights.refusal.probabilities(r[None, :])[0])
+        answer = self._answer(question, best, list(hits), confidence)
+        threshold = self.weights.threshold if self.threshold is None else self.threshold
+        if confidence < threshold:
+            return Abstention(
+                f"the passages found do not support an answer "
+                f"(confidence {confidence:.2f}, needed {threshold:.2f})",
+                round(confidence, 4),
+                answer,
+            )
+        if context.knows is not None and context.article_terms is not None:
+            missing = unsupported_terms(
+                question,
+                known=context.knows,
+                article_terms=context.article_terms(best.hit.passage.source),
+            )
+            if missing:
+                return Abstention(unknown_terms_reason(missing), round(confidence, 4), answer)
+        return answer
+
+    def _answer(self, question: str, best: Candidate, hits: list[Hit], confidence: float) -> Answer:
+        found = best_span(best.text, question, self.weights.span)
+        span = None
+        if found is not None:
+            s, e = found
+            span = AnswerSpan(best.text[s:e], best.start + s, best.start + e)
+        start = best.start
+        # A sentence that starts with a pronoun leans on the one before it: quote that one too.
+        if best.index > 0 and _LEANS_BACK.match(best.text):
+            p = best.hit.passage
+            start = p.start + p.sentences[best.index - 1][0] if p.sentences else start
+        text = best.hit.passage.text[
+            start - best.hit.passage.start : best.end - best.hit.passage.start
+        ]
+        citations = [
+            h.rank
+            for h in hits
+            if h.passage.source == best.hit.passage.source
+            and h.passage.start <= start
+            and best.end <= h.passage.end
+        ]
+        rendered = render_answer(
+            self.template,
+            question=question,
+            answer=text,
+            hits=hits,
+            cited=citations,
+            span=None if span is None else span.text,
+        )
+        return Answer(
+            text=text,
+            citations=citations,
+            rendered=rendered,
+            source=best.hit.passage.source,
+            start=start,
+            end=best.end,
+            score=round(confidence, 4),
+            passage_rank=best.hit.rank,
+            support=round(confidence, 4),
+            span=span,
+        )

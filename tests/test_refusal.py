@@ -1,0 +1,205 @@
+"""Refusals: the question-type detector, the unknown-names rule, the calibrated threshold, the
+weights file's validation and the training command's reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.ask.answer import Abstention, Answer, is_unknown_terms_reason, question_type
+from qa.ask.answerer import LearnedReader, load_weights
+from qa.ask.reader import ReaderContext
+from qa.ask.retrieval import Hit
+from qa.ask.service import QAService
+from qa.ask.spans import wh_word
+from qa.cli import main
+from qa.config import DEFAULT_TEMPLATE, Settings
+from qa.errors import ConfigError
+from qa.evaluation.training import calibrate_threshold
+from qa.index.builder import build_index
+from qa.ingest.passages import Passage
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many enterprises did Chongqing approve?", "number"),
+        ("How much did the trade grow?", "number"),
+        ("What is the population of Chongqing?", "number"),
+        ("When did the expo open?", "date"),
+        ("In which year did the festival begin?", "date"),
+        ("Who chairs the township board?", "name"),
+        ("Where was the forum held?", "name"),
+        ("Which company built the railway?", "name"),
+        ("What did the delegation visit?", None),
+        ("Why did the delegation come?", None),
+    ],
+)
+def test_question_type(question: str, kind: str | None) -> None:
+    assert question_type(question) == kind
+
+
+@pytest.mark.parametrize(
+    ("question", "wh"),
+    [
+        ("How many enterprises?", "how_many"),
+        ("In which year did it begin?", "when"),
+        ("Whose idea was it?", "who"),
+        ("Which city signed?", "which"),
+        ("Why did it close?", "why"),
+        ("What is the capital?", "what"),
+        ("Name the capital.", "other"),
+    ],
+)
+def test_wh_word(question: str, wh: str) -> None:
+    assert wh_word(question) == wh
+
+
+def test_names_the_index_never_mentions_are_refused(settings: Settings) -> None:
+    build_index(settings)
+    service = QAService(settings)  # answer_threshold 0.0: only the rule can refuse
+    try:
+        unknown = service.ask("Who is the governor of Texas?")
+        known = service.ask("Who is chairman of the West Chester Township Board of Trustees?")
+    finally:
+        service.close()
+    assert unknown.answer is None
+    assert is_unknown_terms_reason(unknown.abstain_reason)
+    assert "'Texas'" in (unknown.abstain_reason or "")
+    assert unknown.unrefused is not None  # what would have been said is still measured
+    assert known.answer is not None
+    assert not is_unknown_terms_reason(known.abstain_reason)
+
+
+def test_calibrated_threshold_keeps_to_the_refusal_budget() -> None:
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(size=1000)
+    none_ruled = np.zeros(1000, dtype=bool)
+    threshold = calibrate_threshold(confidence, none_ruled, 0.05)
+    assert np.mean(confidence < threshold) <= 0.05
+    assert np.mean(confidence < threshold) >= 0.04  # the budget is used, not wasted
+    # Questions the unknown-names rule refuses anyway use up part of the budget.
+    ruled = np.zeros(1000, dtype=bool)
+    ruled[:30] = True
+    lower = calibrate_threshold(confidence, ruled, 0.05)
+    assert lower < threshold
+    refused = ruled | (confidence < lower)
+    assert np.mean(refused) <= 0.05 + 1e-9
+    ruled[:80] = True
+    assert calibrate_threshold(confidence, ruled, 0.05) == 0.0
+
+
+def _hit() -> Hit:
+    text = "The expo opened in 2019. It drew 500 firms from 30 countries."
+    passage = Passage(
+        chunk_id="c0",
+        source="a.txt",
+        title="Expo",
+        date=None,
+        start=0,
+        end=len(text),
+        text=text,
+        embed_hash="h",
+        tokens=12,
+        sentences=((0, 24), (25, len(text))),
+    )
+    return Hit(rank=1, row=0, passage=passage, score=1.0, dense_score=0.5, lexical_score=3.0)
+
+
+def test_the_reader_refuses_below_its_threshold_and_answers_above() -> None:
+    weights = load_weights()
+    context = ReaderContext(np.zeros(4, dtype=np.float32), lambda _row: [0.7, 0.3])
+    question = "When did the expo open?"
+    refused = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights, threshold=1.0).answer(
+        question, [_hit()], context
+    )
+    assert isinstance(refused, Abstention)
+    assert "needed 1.00" in refused.reason
+    assert refused.best is not None
+    answered = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights, threshold=0.0).answer(
+        question, [_hit()], context
+    )
+    assert isinstance(answered, Answer)
+    assert answered.support == refused.support  # the confidence does not depend on the threshold
+    # Without a threshold of its own the reader uses the calibrated one.
+    default = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights).answer(
+        question, [_hit()], context
+    )
+    assert isinstance(default, Answer) == (answered.support >= weights.threshold)
+
+
+def test_weights_of_another_version_or_feature_list_are_refused(tmp_path: Path) -> None:
+    from qa.ask.answerer import DEFAULT_WEIGHTS
+
+    data = json.loads(DEFAULT_WEIGHTS.read_text(encoding="utf-8"))
+    data["version"] = 99
+    (tmp_path / "v.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="version 99"):
+        load_weights(tmp_path / "v.json")
+    data = json.loads(DEFAULT_WEIGHTS.read_text(encoding="utf-8"))
+    data["sentence"]["features"][0] = "shoe_size"
+    (tmp_path / "f.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="shoe_size"):
+        load_weights(tmp_path / "f.json")
+
+
+def _squad(path: Path) -> Path:
+    """Eight small articles (two folds' worth each way), each with answerable questions."""
+    articles = []
+    for a in range(8):
+        name = f"Town{a}"
+        context = (
+            f"{name} is a town on the river Ab{a}. It was founded in {1800 + a} by settlers. "
+            f"The town has {100 * (a + 1)} houses and one school. Its mayor is Ann Lee{a}."
+        )
+        qas = [
+            (f"When was {name} founded?", str(1800 + a)),
+            (f"How many houses does {name} have?", str(100 * (a + 1))),
+            (f"Who is the mayor of {name}?", f"Ann Lee{a}"),
+        ]
+        articles.append(
+            {
+                "title": name,
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {"id": f"{a}-{i}", "question": q, "answers": [{"text": t}]}
+                            for i, (q, t) in enumerate(qas)
+                        ],
+                    }
+                ],
+            }
+        )
+    path.write_text(json.dumps({"data": articles}), encoding="utf-8")
+    return path
+
+
+def test_train_answerer_reproduces_its_weights_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    squad = _squad(tmp_path / "squad.json")
+    outs = []
+    for n in (1, 2):
+        out = tmp_path / f"w{n}.json"
+        argv = ["train-answerer", "--model", "fake", "--xquad", str(squad), "--out", str(out)]
+        assert main([*argv, "--cache", str(tmp_path / f"cache{n}")]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["held_out"]) >= {"answer_holds_gold", "span_f1", "unanswerable_refused"}
+    weights = load_weights(tmp_path / "w1.json")  # validates version and feature lists
+    assert weights.trained_on["questions"] == 24
+    assert len(weights.trained_on["sha256"]) == 64
+
+
+def test_answer_settings_from_the_environment() -> None:
+    settings = Settings.load(environ={"QA_ANSWER_THRESHOLD": "0.4", "QA_ANSWER_SCORER": "handset"})
+    assert settings.answer_threshold == 0.4
+    assert settings.answer_scorer == "handset"
+    assert Settings.load(environ={}).answer_threshold is None  # the calibrated one
+    with pytest.raises(ConfigError, match="'clever'"):
+        Settings.load(environ={"QA_ANSWER_SCORER": "clever"})
