@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from qa.config import Settings
 from qa.errors import ConfigError
-from qa.index import storage as store
 from qa.index.builder import build_index, make_executor
 from qa.index.executor import LocalExecutor
+from qa.index.generation import load_index
 
 
 def test_executor_settings_from_env_and_toml(tmp_path: Path, no_env: None) -> None:
@@ -34,8 +33,8 @@ def test_local_executor_is_the_default_path(settings: Settings) -> None:
     assert isinstance(executor, LocalExecutor)
     summary = build_index(settings, executor=executor)
     assert executor.embedded == summary.embedded == summary.passages > 0
-    vectors = np.load(store.current_path(settings.index_dir) / "vectors.npy")
-    assert vectors.shape[0] == summary.passages
+    gen = load_index(settings)
+    assert sum(len(ls.segment.vectors) for ls in gen.segments) == summary.passages
 
 
 def test_ray_executor_without_ray_says_how_to_install(

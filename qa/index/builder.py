@@ -361,17 +361,13 @@ def _vectors_for(
         )
         for p, v, sv in zip(items, fresh, fresh_sents, strict=True):
             known[p.embed_hash] = (v, sv)
-    dim = embedder.dimension if embedder else _previous_dimension(previous)
+    dim = embedder.dimension if embedder else (previous.dimension if previous else 1)
     if not passages:
         empty = np.zeros((0, dim), dtype=np.float32)
         return empty, empty, 0
     vectors = np.stack([known[p.embed_hash][0] for p in passages]).astype(np.float32)
     sentences = np.concatenate([known[p.embed_hash][1] for p in passages]).astype(np.float32)
     return vectors, sentences.reshape(-1, dim), len(todo)
-
-
-def _previous_dimension(previous: IndexGeneration | None) -> int:
-    return int(previous.manifest["model"]["dimension"]) if previous else 1
 
 
 def _write_segment(

@@ -206,6 +206,11 @@ class IndexGeneration:
         return [float(x) for x in block @ vector.reshape(-1)]
 
     @property
+    def dimension(self) -> int:
+        """The vectors' dimension, as the manifest records the model."""
+        return int(self.manifest["model"]["dimension"])
+
+    @property
     def built_at(self) -> str | None:
         """When this generation was built (ISO 8601, UTC)."""
         value = self.manifest.get("built_at")
