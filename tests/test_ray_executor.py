@@ -62,26 +62,33 @@ def copy_seeds(root: Path) -> Path:
     return root / "seeds"
 
 
+def _rows(gen: IndexGeneration) -> list[int]:
+    """Rows in document order: an incremental build appends edited documents in a new segment,
+    so its row order differs from a build from scratch while the index is the same."""
+    passages = list(gen.passages)
+    return sorted(range(len(passages)), key=lambda r: (passages[r].source, passages[r].start))
+
+
 def _arrays(gen: IndexGeneration) -> dict[str, np.ndarray]:
-    """Passage and sentence vectors of the live rows, in row order, across segments."""
-    vectors, sentences = [], []
-    for ls in gen.segments:
-        seg, live_rows = ls.segment, np.flatnonzero(~ls.dead_mask)
-        vectors.append(np.asarray(seg.vectors[live_rows], dtype=np.float32))
-        starts = np.asarray(seg.sentence_start)
-        sentences += [
-            np.asarray(seg.sentence_vectors[starts[r] : starts[r + 1]]) for r in live_rows
-        ]
+    """Passage and sentence vectors of the live rows, in document order."""
+    rows = _rows(gen)
+    sentences = []
+    for row in rows:
+        ls, local = gen.locate(row)
+        lo, hi = ls.segment.sentence_start[local], ls.segment.sentence_start[local + 1]
+        sentences.append(np.asarray(ls.segment.sentence_vectors[lo:hi], dtype=np.float32))
     return {
-        "vectors": np.concatenate(vectors),
-        "sentences": np.concatenate(sentences).astype(np.float32),
+        "vectors": np.stack([gen.vector(r) for r in rows]),
+        "sentences": np.concatenate(sentences),
     }
 
 
 def assert_same_index(local: Settings, remote: Settings, *, tolerance: float = 0.0) -> None:
     """Same passages and ids, vectors equal (bitwise unless a tolerance is given)."""
     a, b = load_index(local), load_index(remote)
-    assert [p.to_json() for p in a.passages] == [p.to_json() for p in b.passages]
+    assert [a.passages[r].to_json() for r in _rows(a)] == [
+        b.passages[r].to_json() for r in _rows(b)
+    ]
     arrays_a, arrays_b = _arrays(a), _arrays(b)
     for name in ("vectors", "sentences"):
         va, vb = arrays_a[name], arrays_b[name]

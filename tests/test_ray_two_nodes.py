@@ -11,9 +11,9 @@ import pytest
 
 from qa.config import Settings
 from qa.embed.base import Embedder
-from qa.index import storage as store
 from qa.index.builder import build_index
 
+from ._reliability import live_segment
 from .conftest import SEEDS
 
 ray = pytest.importorskip("ray", reason="needs the 'ray' extra (make test installs it)")
@@ -71,8 +71,8 @@ def test_two_node_build_uses_both_nodes_and_equals_local(
     assert sorted(p.read_text() for p in nodes.iterdir()) == ["1", "1"]
     assert summary.embedded == executor.embedded > 0
     for name in ("vectors.npy", "sentences.npy", "passages.jsonl"):
-        a = store.current_path(local.index_dir) / name
-        b = store.current_path(remote.index_dir) / name
+        a = live_segment(local.index_dir) / name
+        b = live_segment(remote.index_dir) / name
         if name.endswith(".npy"):
             assert np.array_equal(np.load(a), np.load(b)), name
         else:
