@@ -111,3 +111,33 @@ def test_module_is_small_and_says_what_it_owns(path: Path) -> None:
         docstring = ast.get_docstring(ast.parse(source))
         assert docstring, f"{path} has no module docstring"
         assert docstring.splitlines()[0].strip().endswith((".", ":")), "first line is one sentence"
+
+
+MAX_FUNCTION_LINES = 60
+REASON = "# Long:"
+
+
+def long_functions_without_a_reason(source: str) -> list[str]:
+    """Functions over :data:`MAX_FUNCTION_LINES` lines with no ``# Long:`` comment inside."""
+    lines = source.splitlines()
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno is not None
+            body = lines[node.lineno - 1 : node.end_lineno]
+            if len(body) > MAX_FUNCTION_LINES and not any(
+                line.strip().startswith(REASON) for line in body
+            ):
+                out.append(node.name)
+    return out
+
+
+def test_long_function_rule_sees_a_long_function() -> None:
+    filler = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions_without_a_reason(f"def f():\n{filler}") == ["f"]
+    assert long_functions_without_a_reason(f"def f():\n    {REASON} why\n{filler}") == []
+
+
+@pytest.mark.parametrize("path", sorted(LIBRARY.rglob("*.py")), ids=lambda p: module_name(p))
+def test_long_library_functions_say_why(path: Path) -> None:
+    assert long_functions_without_a_reason(path.read_text(encoding="utf-8")) == []

@@ -104,11 +104,31 @@ def retrieve(
     elif mode == "bm25":
         fused = lexical
     else:
-        fused = {}
-        for ranking, weight in ((dense, dense_weight), (lexical, 1.0)):
-            for rank, row in enumerate(sorted(ranking, key=lambda r: -ranking[r]), start=1):
-                fused[row] = fused.get(row, 0.0) + weight / (rrf_k + rank)
+        fused = _fuse(dense, lexical, rrf_k=rrf_k, dense_weight=dense_weight)
+    return _diversified(gen, fused, dense, lexical, vector, k)
 
+
+def _fuse(
+    dense: dict[int, float], lexical: dict[int, float], *, rrf_k: int, dense_weight: float
+) -> dict[int, float]:
+    """Weighted reciprocal rank fusion of the two rankings (BM25 weighs 1.0)."""
+    fused: dict[int, float] = {}
+    for ranking, weight in ((dense, dense_weight), (lexical, 1.0)):
+        for rank, row in enumerate(sorted(ranking, key=lambda r: -ranking[r]), start=1):
+            fused[row] = fused.get(row, 0.0) + weight / (rrf_k + rank)
+    return fused
+
+
+def _diversified(
+    gen: IndexGeneration,
+    fused: dict[int, float],
+    dense: dict[int, float],
+    lexical: dict[int, float],
+    vector: npt.NDArray[np.float32] | None,
+    k: int,
+) -> list[Hit]:
+    """The best ``k`` rows by fused score, skipping a passage that overlaps a better one of
+    the same source, each with its cosine to the question (computed when dense did not run)."""
     hits: list[Hit] = []
     chosen: dict[str, list[tuple[int, int]]] = {}
     for row in sorted(fused, key=lambda r: (-fused[r], r)):

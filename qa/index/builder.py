@@ -14,7 +14,6 @@ import logging
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
@@ -28,45 +27,17 @@ from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
+from qa.index.diff import BuildSummary, collect_passages
 from qa.index.executor import Executor, LocalExecutor
 from qa.index.generation import IndexGeneration, load_index
-from qa.index.lexical import build_postings, tokenize
+from qa.index.lexical import build_postings
 from qa.index.merge import index_params, merge_segments
 from qa.index.segments import SegmentData, encode_passage, write_segment
 from qa.index.vectors import build_faiss, choose_index_type
-from qa.ingest.articles import Article, parse_article
-from qa.ingest.passages import Passage, make_passages
-from qa.ingest.seeds import SeedFile, SkippedFile, scan
+from qa.ingest.passages import Passage
+from qa.ingest.seeds import scan
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BuildSummary:
-    """What a build did. Counts are documents, except ``passages`` and ``embedded``."""
-
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    renamed: int = 0
-    skipped: int = 0
-    passages: int = 0
-    embedded: int = 0
-    took_ms: float = 0.0
-    generation: str | None = None
-    changed: bool = False
-    #: Whether the merge policy (or ``--merge``) compacted segments after the build.
-    merged: bool = False
-    #: Every generation this build made live, in order (two when a merge followed).
-    published: list[str] = field(default_factory=list)
-    skipped_files: list[SkippedFile] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary printed by ``qa index --json`` and returned by ``POST /api/reindex``."""
-        out = asdict(self)
-        out["skipped_files"] = [asdict(s) for s in self.skipped_files]
-        return out
 
 
 def _versions() -> dict[str, str]:
@@ -169,9 +140,7 @@ def _build_locked(
     known = partial(store.read_extracted, previous.path) if previous else None
     files, skipped = scan(settings.seeds_dir, known=known)
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
-    new, documents, gone, embedder_ = _collect_passages(
-        settings, files, previous, embedder, summary
-    )
+    new, documents, gone, embedder_ = collect_passages(settings, files, previous, embedder, summary)
     summary.passages = sum(len(d["passages"]) for d in documents.values())
     summary.changed = previous is None or bool(
         summary.added or summary.updated or summary.removed or summary.renamed
@@ -187,12 +156,7 @@ def _build_locked(
     model_info = _model_info(settings, embedder_, previous)
     segments = _tombstoned(previous, gone)
     if new:
-        seg_id = _write_segment(settings, new, vectors, sentence_vectors)
-        segments.append({"id": seg_id, "rows": len(new), "deleted": []})
-        row = 0
-        for source in dict.fromkeys(p.source for p in new):
-            documents[source].update(segment=seg_id, row=row)
-            row += len(documents[source]["passages"])
+        segments.append(_add_segment(settings, new, vectors, sentence_vectors, documents))
     extracted = {
         f.content_hash: {"text": f.text, "title": f.meta_title, "date": f.meta_date}
         for f in files
@@ -213,6 +177,22 @@ def _build_locked(
     summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info("built generation %s: %s", summary.generation, summary.to_json())
     return summary, segments
+
+
+def _add_segment(
+    settings: Settings,
+    new: list[Passage],
+    vectors: Vectors,
+    sentence_vectors: Vectors,
+    documents: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Write the new passages as one segment; point their documents at their rows in it."""
+    seg_id = _write_segment(settings, new, vectors, sentence_vectors)
+    row = 0
+    for source in dict.fromkeys(p.source for p in new):
+        documents[source].update(segment=seg_id, row=row)
+        row += len(documents[source]["passages"])
+    return {"id": seg_id, "rows": len(new), "deleted": []}
 
 
 def _model_info(
@@ -247,68 +227,6 @@ def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[dict[s
         if len(deleted) < ls.segment.rows:
             out.append({"id": ls.segment.id, "rows": ls.segment.rows, "deleted": deleted})
     return out
-
-
-def _collect_passages(
-    settings: Settings,
-    files: list[SeedFile],
-    previous: IndexGeneration | None,
-    embedder: Embedder | None,
-    summary: BuildSummary,
-) -> tuple[list[Passage], dict[str, dict[str, Any]], set[str], Embedder | None]:
-    """The passages of new or edited files, every document's record, and the previous
-    documents whose rows are now tombstones, counting the changes in ``summary``. Unchanged
-    files keep their record; only new or edited ones are parsed and chunked (which loads the
-    embedder, for its tokenizer)."""
-    prev_docs = previous.documents if previous else {}
-    current = {f.source for f in files}
-    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
-    gone = {src for src in prev_docs if src not in current}
-    passages: list[Passage] = []
-    documents: dict[str, dict[str, Any]] = {}
-    for seed in files:
-        before = prev_docs.get(seed.source)
-        if before is not None and before["hash"] == seed.content_hash:
-            summary.unchanged += 1
-            documents[seed.source] = dict(before)
-            continue
-        if before is not None:
-            summary.updated += 1
-            gone.add(seed.source)
-        elif seed.content_hash in removed_hashes:
-            summary.renamed += 1
-            del removed_hashes[seed.content_hash]
-        else:
-            summary.added += 1
-        if embedder is None:
-            embedder = load_embedder(settings)
-        article = parse_article(seed)
-        new = make_passages(
-            article,
-            embedder,
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-        )
-        passages.extend(new)
-        documents[seed.source] = _document_record(seed, article, new)
-    summary.removed = len(removed_hashes)
-    return passages, documents, gone, embedder
-
-
-def _document_record(seed: SeedFile, article: Article, passages: list[Passage]) -> dict[str, Any]:
-    """What the manifest keeps of one document (its segment and first row are added when the
-    segment is written)."""
-    return {
-        "hash": seed.content_hash,
-        "title": article.title,
-        "date": article.date,
-        "publisher": article.publisher,
-        "bytes": seed.size if seed.size is not None else len(seed.text.encode("utf-8")),
-        "passages": [p.chunk_id for p in passages],
-        # Words of the site chrome left out of the index: small, and lets a question that
-        # names the site ("the CNUS article") be recognised as about this article.
-        "chrome_terms": sorted({t for s, e in article.chrome for t in tokenize(article.text[s:e])}),
-    }
 
 
 def _known_vectors(

@@ -1,0 +1,110 @@
+"""What changed in the seeds folder since the live generation, and what a build did about it.
+
+Content hashes decide: an unchanged file keeps its document record and rows; an edited, new or
+renamed file is parsed and chunked again; the rows of edited and deleted files become
+tombstones. :class:`BuildSummary` counts the changes by document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from qa.config import Settings
+from qa.embed.base import Embedder
+from qa.embed.registry import load_embedder
+from qa.index.generation import IndexGeneration
+from qa.index.lexical import tokenize
+from qa.ingest.articles import Article, parse_article
+from qa.ingest.passages import Passage, make_passages
+from qa.ingest.seeds import SeedFile, SkippedFile
+
+
+@dataclass
+class BuildSummary:
+    """What a build did. Counts are documents, except ``passages`` and ``embedded``."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    renamed: int = 0
+    skipped: int = 0
+    passages: int = 0
+    embedded: int = 0
+    took_ms: float = 0.0
+    generation: str | None = None
+    changed: bool = False
+    #: Whether the merge policy (or ``--merge``) compacted segments after the build.
+    merged: bool = False
+    #: Every generation this build made live, in order (two when a merge followed).
+    published: list[str] = field(default_factory=list)
+    skipped_files: list[SkippedFile] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary printed by ``qa index --json`` and returned by ``POST /api/reindex``."""
+        out = asdict(self)
+        out["skipped_files"] = [asdict(s) for s in self.skipped_files]
+        return out
+
+
+def collect_passages(
+    settings: Settings,
+    files: list[SeedFile],
+    previous: IndexGeneration | None,
+    embedder: Embedder | None,
+    summary: BuildSummary,
+) -> tuple[list[Passage], dict[str, dict[str, Any]], set[str], Embedder | None]:
+    """The passages of new or edited files, every document's record, and the previous
+    documents whose rows are now tombstones, counting the changes in ``summary``. Unchanged
+    files keep their record; only new or edited ones are parsed and chunked (which loads the
+    embedder, for its tokenizer)."""
+    prev_docs = previous.documents if previous else {}
+    current = {f.source for f in files}
+    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
+    gone = {src for src in prev_docs if src not in current}
+    passages: list[Passage] = []
+    documents: dict[str, dict[str, Any]] = {}
+    for seed in files:
+        before = prev_docs.get(seed.source)
+        if before is not None and before["hash"] == seed.content_hash:
+            summary.unchanged += 1
+            documents[seed.source] = dict(before)
+            continue
+        if before is not None:
+            summary.updated += 1
+            gone.add(seed.source)
+        elif seed.content_hash in removed_hashes:
+            summary.renamed += 1
+            del removed_hashes[seed.content_hash]
+        else:
+            summary.added += 1
+        if embedder is None:
+            embedder = load_embedder(settings)
+        article = parse_article(seed)
+        new = make_passages(
+            article,
+            embedder,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+        )
+        passages.extend(new)
+        documents[seed.source] = document_record(seed, article, new)
+    summary.removed = len(removed_hashes)
+    return passages, documents, gone, embedder
+
+
+def document_record(seed: SeedFile, article: Article, passages: list[Passage]) -> dict[str, Any]:
+    """What the manifest keeps of one document (its segment and first row are added when the
+    segment is written)."""
+    return {
+        "hash": seed.content_hash,
+        "title": article.title,
+        "date": article.date,
+        "publisher": article.publisher,
+        "bytes": seed.size if seed.size is not None else len(seed.text.encode("utf-8")),
+        "passages": [p.chunk_id for p in passages],
+        # Words of the site chrome left out of the index: small, and lets a question that
+        # names the site ("the CNUS article") be recognised as about this article.
+        "chrome_terms": sorted({t for s, e in article.chrome for t in tokenize(article.text[s:e])}),
+    }
