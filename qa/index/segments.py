@@ -175,7 +175,9 @@ class Segment:
             ) from None
 
 
-def _check_files(folder: Path, files: dict[str, dict[str, Any]], *, full: bool) -> None:
+def check_files(folder: Path, files: dict[str, dict[str, Any]], *, full: bool = True) -> None:
+    """Raise :class:`IndexCorruptError` naming the first file that is missing, of the wrong size
+    or (with ``full``) not matching its SHA-256."""
     for rel, want in files.items():
         path = folder / rel
         if not path.is_file():
@@ -215,7 +217,7 @@ def check_segment(folder: Path, *, full: bool | None = None) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = manifest["files"]
     if full is None:
         full = sum(int(f["bytes"]) for f in files.values()) <= FULL_CHECK_BYTES
-    _check_files(folder, files, full=full)
+    check_files(folder, files, full=full)
     return manifest
 
 

@@ -17,7 +17,6 @@ one. A segment is deleted only once no kept generation lists it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -31,7 +30,7 @@ from typing import Any
 from qa.config import Settings
 from qa.embed.registry import model_id_for
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from qa.index.segments import segments_dir
+from qa.index.segments import check_files, segments_dir, sha256_file
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
@@ -129,15 +128,6 @@ def current_path(index_dir: Path) -> Path:
     return path
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in blocks (index files can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "bytes"}}`` for every file under ``folder`` but the manifest."""
     out: dict[str, dict[str, Any]] = {}
@@ -150,21 +140,7 @@ def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
 
 def verify_checksums(folder: Path, expected: dict[str, dict[str, Any]]) -> None:
     """Raise :class:`IndexCorruptError` naming the first file that is missing or altered."""
-    for rel, want in expected.items():
-        path = folder / rel
-        hint = "run `python -m qa index --rebuild` to rebuild the index"
-        if not path.is_file():
-            raise IndexCorruptError(f"index file '{path}' is missing; {hint}")
-        size = path.stat().st_size
-        if size != want["bytes"]:
-            raise IndexCorruptError(
-                f"index file '{path}' is {size} bytes, expected {want['bytes']} "
-                f"(truncated or altered); {hint}"
-            )
-        if sha256_file(path) != want["sha256"]:
-            raise IndexCorruptError(
-                f"index file '{path}' does not match its checksum (corrupted); {hint}"
-            )
+    check_files(folder, expected, full=True)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
