@@ -1,9 +1,20 @@
-"""PDF and Word files made on the spot for the tests (reportlab, pypdf and python-docx)."""
+"""Documents for the upload tests: an article with a made-up name, and PDF and Word files made
+on the spot (reportlab, pypdf and python-docx)."""
 
 from __future__ import annotations
 
 import io
 from datetime import datetime
+
+# A made-up name that no seed mentions: only the uploaded article can answer for it, and once it
+# is gone the unknown-name rule refuses.
+ARTICLE = (
+    "Quorvath Belisande opens the Tidewater Lantern Museum\n"
+    "Published: 2024-03-02\n"
+    "Quorvath Belisande founded the Tidewater Lantern Museum in the harbour town of Essmere.\n"
+    "The museum keeps four hundred ship lanterns.\n"
+)
+QUESTION = "Who founded the Tidewater Lantern Museum?"
 
 
 def make_pdf(

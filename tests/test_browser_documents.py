@@ -11,19 +11,12 @@ from typing import Any
 import pytest
 
 from qa.config import Settings
+from tests.docfiles import ARTICLE, QUESTION
 from tests.test_browser import CHROMIUM_ARGS, SEEDS, LiveServer
 
 pytestmark = pytest.mark.browser
 
 TOKEN = "page-token"
-# A made-up name that no seed mentions: once the article is gone, the unknown-name rule refuses.
-ARTICLE = (
-    "Quorvath Belisande opens the Tidewater Lantern Museum\n"
-    "Published: 2024-03-02\n"
-    "Quorvath Belisande founded the Tidewater Lantern Museum in the harbour town of Essmere.\n"
-    "The museum keeps four hundred ship lanterns.\n"
-)
-QUESTION = "Who founded the Tidewater Lantern Museum?"
 
 
 @pytest.fixture

@@ -16,20 +16,12 @@ from filelock import FileLock
 from qa.config import Settings
 from qa.index import builder
 from qa.index import storage as store
-from tests.docfiles import make_pdf, make_scanned_pdf
+from tests.docfiles import ARTICLE, QUESTION, make_pdf, make_scanned_pdf
 from web.app import create_app
 from web.security import BodyGuardMiddleware
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# A made-up name no seed mentions, so only the uploaded article can answer for it.
-ARTICLE = (
-    "Quorvath Belisande opens the Tidewater Lantern Museum\n"
-    "Published: 2024-03-02\n"
-    "Quorvath Belisande founded the Tidewater Lantern Museum in the harbour town of Essmere.\n"
-    "The museum keeps four hundred ship lanterns.\n"
-)
-QUESTION = "Who founded the Tidewater Lantern Museum?"
 
 
 @pytest.fixture
