@@ -15,6 +15,7 @@ from qa.cli import main
 from qa.config import Settings
 from qa.index import storage as store
 from qa.index.builder import build_index
+from qa.index.doctable import DocumentTable
 from qa.index.generation import load_index
 from qa.ingest.statcache import RACY_WINDOW_NS, StatCache, scan_changes
 
@@ -149,3 +150,31 @@ def test_a_build_trusts_the_cache_and_rehash_reads_everything(settings: Settings
     texts = [p.text for p in load_index(settings).passages if p.source == SEED_NAMES[4]]
     assert any("536 US-funded" in t for t in texts)
     assert not any("535 US-funded" in t for t in texts)
+
+
+def test_with_a_cache_in_step_a_build_compares_only_the_changes(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _age_all(settings.seeds_dir)
+    build_index(settings)
+    build_index(settings)  # nothing changed: the cache now vouches for every file
+    seeds = settings.seeds_dir
+    (seeds / SEED_NAMES[0]).unlink()
+    os.rename(seeds / SEED_NAMES[1], seeds / "moved.txt")
+    edited = seeds / SEED_NAMES[2]
+    edited.write_text(edited.read_text(encoding="utf-8") + "\nA late correction.\n", "utf-8")
+    _age(edited, HOUR_NS // 2)
+    (seeds / "fresh.txt").write_text("Fresh news\n\nA new pier opened in the harbour.\n", "utf-8")
+
+    def every_hash(self: object) -> dict[str, str]:
+        raise AssertionError("the build compared every document with the index")
+
+    monkeypatch.setattr(DocumentTable, "hashes", every_hash)
+    summary = build_index(settings)
+    assert (summary.added, summary.removed, summary.renamed, summary.updated) == (1, 1, 1, 1)
+    assert summary.unchanged == 2
+    monkeypatch.undo()
+    other = settings.replace(index_dir=tmp_path / "fresh-index")
+    build_index(other, rebuild=True)
+    got = sorted((p.source, p.text) for p in load_index(settings).passages)
+    assert got == sorted((p.source, p.text) for p in load_index(other).passages)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -25,7 +26,7 @@ from filelock import FileLock, Timeout
 from qa.config import Settings
 from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
-from qa.errors import IndexBusyError, QAError, SeedFileError
+from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
 from qa.index.diff import BuildSummary, collect_passages
 from qa.index.doctable import DocumentRow, encode_record
@@ -33,12 +34,11 @@ from qa.index.executor import Executor, LocalExecutor
 from qa.index.generation import IndexGeneration, load_index
 from qa.index.lexical import build_postings
 from qa.index.merge import index_params, merge_segments
+from qa.index.seedscan import find_changes, save_cache
 from qa.index.segments import SegmentData, encode_passage, write_segment
 from qa.index.tombstones import SegmentEntry
 from qa.index.vectors import build_faiss, choose_index_type
 from qa.ingest.passages import Passage
-from qa.ingest.seeds import SeedFile, SkippedFile, read_seed
-from qa.ingest.statcache import ScanResult, scan_changes
 
 log = logging.getLogger(__name__)
 
@@ -140,39 +140,6 @@ def _build_lock(settings: Settings, *, wait: float) -> Iterator[None]:
         lock.release()
 
 
-def _scan(
-    settings: Settings,
-    previous: IndexGeneration | None,
-    prev_hashes: dict[str, str],
-    *,
-    rehash: bool,
-) -> tuple[list[SeedFile], ScanResult]:
-    """The seed files to look at (read now) and the scan, which trusts files whose stat is
-    unchanged; a trusted file the live generation does not hold with that hash is read too."""
-    docs = previous.documents if previous is not None else None
-
-    def known(content_hash: str) -> Mapping[str, Any] | None:
-        # PDF and Word texts extracted by an earlier build are reused, by content hash.
-        record = docs.with_hash(content_hash) if docs is not None else None
-        extracted = record.get("extracted") if record is not None else None
-        return extracted if isinstance(extracted, Mapping) else None
-
-    cache = None if rehash else store.read_stat_cache(settings.index_dir)
-    found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
-    files = list(found.read)
-    for source, content_hash in found.trusted.items():
-        if prev_hashes.get(source) != content_hash:
-            try:
-                files.append(
-                    read_seed(settings.seeds_dir, settings.seeds_dir / source, known=known)
-                )
-            except (SeedFileError, OSError) as exc:
-                found.skipped.append(SkippedFile(source, str(exc)))
-    if cache is None or found.cache.entries != cache.entries:
-        store.write_stat_cache(settings.index_dir, found.cache)
-    return files, found
-
-
 def _build_locked(
     settings: Settings,
     *,
@@ -187,11 +154,17 @@ def _build_locked(
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
     previous = _load_previous(settings, rebuild=rebuild)
-    prev_hashes = previous.documents.hashes() if previous is not None else {}
-    files, found = _scan(settings, previous, prev_hashes, rehash=rehash or rebuild)
-    summary = BuildSummary(skipped=len(found.skipped), skipped_files=found.skipped)
+    changes = find_changes(settings, previous, rehash=rehash or rebuild)
+    skipped = changes.scan.skipped
+    summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     new, records, gone, embedder_ = collect_passages(
-        settings, files, found.sources, prev_hashes, embedder, summary
+        settings,
+        changes.files,
+        changes.vanished,
+        changes.previous,
+        changes.total,
+        embedder,
+        summary,
     )
     kept = previous.size - sum(len(previous.by_source[s]) for s in gone) if previous else 0
     summary.passages = kept + len(new)
@@ -200,16 +173,36 @@ def _build_locked(
     )
     if not summary.changed:
         summary.generation = store.current_generation(settings.index_dir)
+        if previous is not None:
+            save_cache(settings, changes, previous.manifest.get("documents_id"))
         summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
         return summary
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
         new, previous, gone, embedder_, settings, executor=executor, progress=progress
     )
-    model_info = _model_info(settings, embedder_, previous)
     segments = _tombstoned(previous, gone)
     if records:
         segments.append(_add_segment(settings, new, vectors, sentence_vectors, records))
+    documents_id = secrets.token_hex(8)
+    summary.generation = _publish(
+        settings, segments, summary, _model_info(settings, embedder_, previous), documents_id
+    )
+    save_cache(settings, changes, documents_id)
+    store.prune(settings.index_dir, keep=settings.keep_generations)
+    summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
+    log.info("built generation %s: %s", summary.generation, summary.to_json())
+    return summary
+
+
+def _publish(
+    settings: Settings,
+    segments: list[SegmentEntry],
+    summary: BuildSummary,
+    model_info: dict[str, Any],
+    documents_id: str,
+) -> str:
+    """Publish a generation listing ``segments``; its id."""
     manifest = {
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model_info,
@@ -217,12 +210,10 @@ def _build_locked(
         "metric": "inner_product_on_unit_vectors",
         "passages": summary.passages,
         "versions": _versions(),
+        # Drawn anew whenever documents change (a merge keeps it): see qa.index.seedscan.
+        "documents_id": documents_id,
     }
-    summary.generation = store.publish(settings.index_dir, manifest, segments)
-    store.prune(settings.index_dir, keep=settings.keep_generations)
-    summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
-    log.info("built generation %s: %s", summary.generation, summary.to_json())
-    return summary
+    return store.publish(settings.index_dir, manifest, segments)
 
 
 def _add_segment(

@@ -52,18 +52,20 @@ class BuildSummary:
 def collect_passages(
     settings: Settings,
     files: list[SeedFile],
-    current: set[str],
+    vanished: set[str],
     previous: Mapping[str, str],
+    total: int,
     embedder: Embedder | None,
     summary: BuildSummary,
 ) -> tuple[list[Passage], dict[str, dict[str, Any]], set[str], Embedder | None]:
     """The passages and records of new or edited ``files``, and the previous documents whose
-    rows are now tombstones, counting the changes in ``summary``. ``current`` is every source
-    in the seeds folder (the files read and those trusted unchanged by the stat cache);
-    ``previous`` the content hash of each document of the live generation. Only new or edited
-    files are parsed and chunked (which loads the embedder, for its tokenizer)."""
-    removed_hashes = {h: src for src, h in previous.items() if src not in current}
-    gone = {src for src in previous if src not in current}
+    rows are now tombstones, counting the changes in ``summary``. ``vanished`` are the sources
+    no longer in the seeds folder; ``previous`` the content hash in the live generation of (at
+    least) the sources of ``files`` and ``vanished``; ``total`` the articles in the folder.
+    Only new or edited files are parsed and chunked (which loads the embedder, for its
+    tokenizer)."""
+    removed_hashes = {previous[s]: s for s in sorted(vanished) if s in previous}
+    gone = {s for s in vanished if s in previous}
     passages: list[Passage] = []
     documents: dict[str, dict[str, Any]] = {}
     for seed in files:
@@ -90,7 +92,7 @@ def collect_passages(
         passages.extend(new)
         documents[seed.source] = document_record(seed, article, new)
     summary.removed = len(removed_hashes)
-    summary.unchanged = len(current) - summary.added - summary.updated - summary.renamed
+    summary.unchanged = total - summary.added - summary.updated - summary.renamed
     return passages, documents, gone, embedder
 
 

@@ -199,13 +199,20 @@ def merge_segments(settings: Settings, *, force: bool = False) -> str | None:
 
 def _merge(settings: Settings, *, force: bool) -> str | None:
     """The merge, under the merge lock: the heavy work first, then a short publish."""
-    gen = load_index(settings, verify=False)  # a snapshot: generations never change
-    sizes = [SegmentSize(e.id, e.rows, len(e.dead_rows)) for e in gen.entries]
+    # Planned from the manifest alone: most builds have nothing to merge.
+    listed = store.read_live_manifest(settings, verify=False)[1]["segments"]
+    sizes = [SegmentSize(str(e["id"]), int(e["rows"]), int(e["deleted"])) for e in listed]
     chosen_ids = set(
         plan_merge(sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force)
     )
     if not chosen_ids:
         return None
+    gen = load_index(settings, verify=False)  # a snapshot: generations never change
+    if not chosen_ids <= {ls.segment.id for ls in gen.segments}:  # a build published since
+        sizes = [SegmentSize(e.id, e.rows, len(e.dead_rows)) for e in gen.entries]
+        chosen_ids = set(
+            plan_merge(sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force)
+        )
     chosen = [ls for ls in gen.segments if ls.segment.id in chosen_ids]
     live = sum(ls.live for ls in chosen)
     index_type = choose_index_type(
