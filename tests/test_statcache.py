@@ -178,3 +178,23 @@ def test_with_a_cache_in_step_a_build_compares_only_the_changes(
     build_index(other, rebuild=True)
     got = sorted((p.source, p.text) for p in load_index(settings).passages)
     assert got == sorted((p.source, p.text) for p in load_index(other).passages)
+
+
+def test_a_cache_out_of_step_with_the_index_is_checked_against_every_document(
+    settings: Settings,
+) -> None:
+    """A cache written against another state of the index (a build that died after its scan, a
+    restored index) vouches for nothing: the index's hashes are compared with every file."""
+    _age_all(settings.seeds_dir)
+    build_index(settings)
+    build_index(settings)
+    path = settings.seeds_dir / SEED_NAMES[4]
+    path.write_text(path.read_text().replace("535 US-funded", "536 US-funded"), "utf-8")
+    _age(path, HOUR_NS // 2)
+    ahead = scan_changes(settings.seeds_dir, store.read_stat_cache(settings.index_dir)).cache
+    ahead.documents_id = "a-state-the-index-never-had"
+    store.write_stat_cache(settings.index_dir, ahead)  # trusts the edit; the index has not got it
+    summary = build_index(settings)
+    assert summary.updated == 1
+    texts = [p.text for p in load_index(settings).passages if p.source == SEED_NAMES[4]]
+    assert any("536 US-funded" in t for t in texts)
