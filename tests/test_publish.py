@@ -120,3 +120,24 @@ def test_an_index_with_documents_in_the_manifest_is_refused(settings: Settings) 
     summary = build_index(settings, rebuild=True)
     assert summary.added == len(SEED_NAMES)
     assert set(load_index(settings).documents) == set(SEED_NAMES)
+
+
+def test_document_rows_are_the_rows_of_the_chosen_documents(settings: Settings) -> None:
+    settings = settings.replace(merge_factor=50)
+    build_index(settings)
+    _add_articles(settings.seeds_dir, 5)
+    build_index(settings)
+    (settings.seeds_dir / SEED_NAMES[1]).unlink()
+    path = settings.seeds_dir / "extra-002.txt"
+    path.write_text(path.read_text() + "\nThe pier closed again in winter.\n", "utf-8")
+    build_index(settings)
+    gen = load_index(settings)
+    assert len(gen.segments) == 3
+    chosen = {SEED_NAMES[3], "extra-002.txt", "extra-004.txt"}
+    rows = gen.document_rows(lambda source, date: source in chosen)
+    assert rows.tolist() == sorted(r for s in chosen for r in gen.by_source[s])
+    assert {gen.passages[int(r)].source for r in rows} == chosen
+    dated = gen.document_rows(lambda source, date: date is not None)
+    assert {gen.passages[int(r)].source for r in dated} == {
+        s for s in gen.documents if gen.documents[s].get("date") is not None
+    }

@@ -58,14 +58,7 @@ class Hit:
 
 def _allowed_rows(gen: IndexGeneration, filters: Filters) -> npt.NDArray[np.int64]:
     """Rows of the documents that pass ``filters`` (a passage carries its document's date)."""
-    # Sources and dates come from the segments' columns: no record is parsed per document.
-    rows = [
-        r
-        for source, date in gen.documents.dates()
-        if filters.allows_document(source, date)
-        for r in gen.by_source.get(source, [])
-    ]
-    return np.asarray(sorted(rows), dtype=np.int64)
+    return gen.document_rows(filters.allows_document)
 
 
 def retrieve(

@@ -199,14 +199,6 @@ class DocumentTable(Mapping[str, Mapping[str, Any]]):
             )
         return out
 
-    def dates(self) -> Iterator[tuple[str, str | None]]:
-        """(source, date) of every live document."""
-        for part in self.parts:
-            live = part.live_indices()
-            sources = part.table.sources[live].tolist()
-            for s, d in zip(sources, part.table.dates[live].tolist(), strict=True):
-                yield s.decode("utf-8"), (d.decode("utf-8") or None)
-
     def with_hash(self, content_hash: str) -> Mapping[str, Any] | None:
         """The record of a live document with this content hash, if any."""
         key = content_hash.encode("ascii", errors="replace")

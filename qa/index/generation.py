@@ -10,7 +10,7 @@ grows with the number of segments and deletions, not with the number of passages
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -174,6 +174,22 @@ class IndexGeneration:
             )
             for ls in self.segments
         ]
+
+    def document_rows(self, keep: Callable[[str, str | None], bool]) -> npt.NDArray[np.int64]:
+        """Sorted generation rows of the live documents for which ``keep(source, date)`` holds,
+        from the segments' columns (no record parsed, no lookup per document)."""
+        out = []
+        for ls in self.segments:
+            live = ls.docs.live_indices()
+            table = ls.docs.table
+            pairs = zip(table.sources[live].tolist(), table.dates[live].tolist(), strict=True)
+            mask = [keep(s.decode("utf-8"), d.decode("utf-8") or None) for s, d in pairs]
+            spans = table.rows[live[np.asarray(mask, dtype=bool)]] if mask else table.rows[:0]
+            counts = spans[:, 1]
+            # Each document's rows are [first, first + count): expanded without a Python loop.
+            local = np.repeat(spans[:, 0] - np.cumsum(counts) + counts, counts)
+            out.append(ls.to_global(local + np.arange(len(local), dtype=np.int64)))
+        return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
 
     def locate(self, row: int) -> tuple[LiveSegment, int]:
         """The segment holding generation row ``row`` and the local row there."""
