@@ -9,6 +9,7 @@ it and never changed (a document with no passage is there too, with no rows)::
     doc_sources.npy     the documents' sources (UTF-8, sorted: looked up by binary search)
     doc_hashes.npy      content SHA-256 of each document (hex)
     doc_dates.npy       date of each document ("" for none), for date filters
+    doc_catalog.npy     title, publisher (JSON, one per document) and bytes, for the catalog
     doc_rows.npy        first row and number of rows of each document in the segment
     chrome.txt          the chrome terms of all its documents, one per line
 
@@ -38,6 +39,8 @@ _COLUMNS = {
     "hashes": "doc_hashes.npy",
     "dates": "doc_dates.npy",
     "rows": "doc_rows.npy",
+    "catalog": "doc_catalog.npy",
+    "bytes": "doc_bytes.npy",
 }
 CHROME = "chrome.txt"
 REBUILD_HINT = "run `python -m qa index --rebuild` to rebuild the index"
@@ -66,21 +69,42 @@ def write_documents(folder: Path, docs: list[DocumentRow]) -> None:
     docs = sorted(docs, key=lambda d: d.source.encode("utf-8"))
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     chrome: set[str] = set()
+    catalog: list[bytes] = []
+    sizes: list[int] = []
     with open(folder / RECORDS, "wb") as fh:
         for i, d in enumerate(docs):
             fh.write(d.record)
             offsets[i + 1] = offsets[i] + len(d.record)
-            chrome.update(json.loads(d.record).get("chrome_terms", []))
+            record = json.loads(d.record)
+            chrome.update(record.get("chrome_terms", []))
+            pair = [record.get("title"), record.get("publisher")]
+            catalog.append(json.dumps(pair, ensure_ascii=False).encode("utf-8"))
+            sizes.append(int(record.get("bytes", 0)))
     columns = {
         "offsets": offsets,
         "sources": np.asarray([d.source.encode("utf-8") for d in docs], dtype=np.bytes_),
         "hashes": np.asarray([d.content_hash.encode("ascii") for d in docs], dtype="S64"),
         "dates": np.asarray([(d.date or "").encode("utf-8") for d in docs], dtype=np.bytes_),
         "rows": np.asarray([(d.first, d.count) for d in docs], dtype=np.int64).reshape(-1, 2),
+        "catalog": np.asarray(catalog, dtype=np.bytes_),
+        "bytes": np.asarray(sizes, dtype=np.int64),
     }
     for key, name in _COLUMNS.items():
         np.save(folder / name, columns[key], allow_pickle=False)
     (folder / CHROME).write_text("".join(f"{t}\n" for t in sorted(chrome)), encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """What the catalog lists of a document."""
+
+    source: str
+    title: str | None
+    date: str | None
+    publisher: str | None
+    bytes: int
+    passages: int
+    content_hash: str
 
 
 class SegmentDocuments:
@@ -94,10 +118,11 @@ class SegmentDocuments:
         self.hashes: npt.NDArray[np.bytes_] = cols["hashes"]
         self.dates: npt.NDArray[np.bytes_] = cols["dates"]
         self.rows: npt.NDArray[np.int64] = cols["rows"]
+        self.catalog: npt.NDArray[np.bytes_] = cols["catalog"]
+        self.bytes: npt.NDArray[np.int64] = cols["bytes"]
         n = len(self.sources)
-        if not (len(self.offsets) == n + 1 and len(self.hashes) == len(self.dates) == n) or (
-            self.rows.shape != (n, 2)
-        ):
+        same = len(self.hashes) == len(self.dates) == len(self.catalog) == len(self.bytes) == n
+        if not (len(self.offsets) == n + 1 and same) or (self.rows.shape != (n, 2)):
             raise IndexCorruptError(
                 f"the documents table of segment '{folder}' has columns that do not agree; "
                 f"{REBUILD_HINT}"
@@ -175,6 +200,32 @@ class DocumentTable(Mapping[str, Mapping[str, Any]]):
         part, i = self.parts[found[0]], found[1]
         first, count = (int(x) for x in part.table.rows[i])
         return {**part.table.record(i), "segment": part.segment_id, "row": first, "rows": count}
+
+    def catalog(self) -> Iterator[CatalogRow]:
+        """What the catalog lists of every live document, from the columns alone."""
+        for part in self.parts:
+            t = part.table
+            live = part.live_indices()
+            columns = zip(
+                t.sources[live].tolist(),
+                t.dates[live].tolist(),
+                t.catalog[live].tolist(),
+                t.bytes[live].tolist(),
+                t.rows[live, 1].tolist(),
+                t.hashes[live].tolist(),
+                strict=True,
+            )
+            for source, date, pair, size, count, content_hash in columns:
+                title, publisher = json.loads(pair)
+                yield CatalogRow(
+                    source.decode("utf-8"),
+                    title,
+                    date.decode("utf-8") or None,
+                    publisher,
+                    size,
+                    count,
+                    content_hash.decode("ascii"),
+                )
 
     def __iter__(self) -> Iterator[str]:
         for part in self.parts:
