@@ -241,6 +241,7 @@ def passage_store(n: int, work: Path, reads: int = 2000) -> dict[str, Any]:
         postings=empty,
         faiss_index=None,
         index_info={"type": "flat"},
+        documents=[],
     )
     root = work / f"store{n}"
     seg_id = write_segment(root, data)

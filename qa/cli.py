@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index, embed all")
     p.add_argument("--merge", action="store_true", help="merge all segments into one afterwards")
     p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="read and hash every seed file (default: trust files whose size, mtime and inode "
+        "are unchanged)",
+    )
+    p.add_argument(
         "--check", action="store_true", help="verify every checksum of the live index; no build"
     )
     p.add_argument(
@@ -150,6 +156,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     summary = build_index(
         settings,
         rebuild=args.rebuild,
+        rehash=args.rehash,
         merge=args.merge,
         wait=args.wait,
         progress=not args.json and sys.stderr.isatty(),

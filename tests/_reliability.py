@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from qa.config import Settings
 from qa.index import storage as store
+from qa.index.generation import read_documents
 from qa.index.segments import segments_dir
 
 from .conftest import ROOT, SEED_NAMES
@@ -161,16 +162,16 @@ class GenerationChecker:
     def __init__(self, index_dir: Path, versions: Versions) -> None:
         self.index_dir = index_dir
         self.versions = versions
-        self._manifests: dict[str, dict[str, Any]] = {}
+        self._manifests: dict[str, Mapping[str, Mapping[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def documents(self, generation: str) -> dict[str, Any]:
+    def documents(self, generation: str) -> Mapping[str, Mapping[str, Any]]:
         with self._lock:
             if generation not in self._manifests:
-                folder = store.generations_dir(self.index_dir) / generation
-                self._manifests[generation] = store.read_manifest(folder)
-            docs: dict[str, Any] = self._manifests[generation]["documents"]
-            return docs
+                # Copied now: the generation's segments may be deleted once it is pruned.
+                docs = read_documents(self.index_dir, generation)
+                self._manifests[generation] = {s: dict(d) for s, d in docs.items()}
+            return self._manifests[generation]
 
     def problems(self, body: dict[str, Any]) -> list[str]:
         """What is wrong with one answer (nothing, normally)."""

@@ -52,15 +52,16 @@ def test_first_build_writes_a_complete_generation(settings: Settings) -> None:
     assert_provenance(settings)
     gen = load_index(settings)
     m = gen.manifest
-    assert m["schema_version"] == 2
+    assert m["schema_version"] == 3
     assert m["model"] == {"id": "fake-hash-64", "dimension": 64, "max_seq_length": 256}
     assert m["chunking"]["chunk_tokens"] == settings.chunk_tokens
-    assert [s["deleted"] for s in m["segments"]] == [[]]
+    assert [s["deleted"] for s in m["segments"]] == [0]
     segment = settings.index_dir / "segments" / m["segments"][0]["id"]
     seg_manifest = json.loads((segment / "manifest.json").read_text())
     assert seg_manifest["index"]["type"] == "flat"
-    assert set(m["documents"]) == set(SEED_NAMES)
-    for doc in m["documents"].values():
+    assert "documents" not in m  # each segment carries its own documents table
+    assert set(gen.documents) == set(SEED_NAMES)
+    for doc in gen.documents.values():
         assert len(doc["hash"]) == 64
         assert doc["passages"]
     assert {"faiss-cpu", "numpy", "python"} <= set(m["versions"])
@@ -110,7 +111,7 @@ def test_add_and_delete(settings: Settings) -> None:
     sources = {p.source for p in gen.passages}
     assert "sub/new.txt" in sources
     assert SEED_NAMES[0] not in sources
-    assert SEED_NAMES[0] not in gen.manifest["documents"]
+    assert SEED_NAMES[0] not in gen.documents
     # Gone from the lexical index too: its distinctive words match nothing any more.
     assert float(gen.lexical_scores("Cincinnati Fuyao").max()) == 0.0
     assert float(gen.lexical_scores("Zhejiang").max()) > 0.0
@@ -179,7 +180,7 @@ def test_failed_write_leaves_the_old_index(
     assert [p.name for p in store.generations_dir(settings.index_dir).iterdir()] == [
         first.generation
     ]
-    assert len(load_index(settings).manifest["documents"]) == 5
+    assert len(load_index(settings).documents) == 5
 
 
 KILL_SCRIPT = textwrap.dedent(
@@ -243,7 +244,7 @@ def test_build_killed_with_sigkill_leaves_previous_index(settings: Settings, pha
     assert proc.returncode == -signal.SIGKILL
     # The previous generation is still the live one and loads cleanly.
     assert store.current_generation(settings.index_dir) == first.generation
-    assert len(load_index(settings).manifest["documents"]) == 5
+    assert len(load_index(settings).documents) == 5
     # The lock died with the process; the next build completes and cleans up the leftovers.
     summary = build_index(settings, wait=5)
     assert summary.added == 40

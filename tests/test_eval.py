@@ -20,6 +20,7 @@ from qa.evaluation import beir
 from qa.evaluation.beir import evaluate_beir, evaluate_beir_whole_documents, read_beir
 from qa.evaluation.metrics import exact_match, ndcg_at_k, recall_at_k, token_f1
 from qa.evaluation.squad import evaluate_xquad, read_squad
+from qa.index.generation import read_documents
 
 # No QA_* variable from the caller's shell may change a figure.
 pytestmark = pytest.mark.usefixtures("no_env")
@@ -209,8 +210,7 @@ def test_beir_title_is_the_article_title(tmp_path: Path) -> None:
     evaluate_beir(folder, fake_settings(retrieval_mode="bm25"), split="test", limit=1, cache=cache)
     (index,) = cache.iterdir()
     generation = (index / "CURRENT").read_text(encoding="utf-8").strip()
-    manifest = json.loads(next(index.rglob(f"{generation}/manifest.json")).read_text("utf-8"))
-    titles = {src: d["title"] for src, d in manifest["documents"].items()}
+    titles = {src: d["title"] for src, d in read_documents(index, generation).items()}
     assert titles["d1.txt"] == "Volcano eruptions"
     assert titles["doc-0000004.txt"] == "Tea"  # unsafe id, safe file name
 

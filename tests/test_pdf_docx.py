@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 
 from qa.config import Settings
 from qa.errors import DocumentContentError
-from qa.index import storage
 from qa.index.builder import build_index
-from qa.index.generation import load_index
+from qa.index.generation import load_index, read_documents
 from qa.ingest import extract
 from qa.ingest.extract import EXTRACTIONS, Extracted, sniff
 from tests.docfiles import make_docx, make_pdf, make_scanned_pdf
@@ -204,10 +203,7 @@ def test_each_file_is_extracted_once_per_content_hash(
     (seeds_dir / "lamps.pdf").write_bytes(make_pdf(PDF_PAGES))
     first = build_index(settings)
     assert calls == ["lamps.pdf"]
-    folder = storage.generations_dir(settings.index_dir) / str(first.generation)
-    kept = storage.read_extracted(
-        folder, storage.read_manifest(folder)["documents"]["lamps.pdf"]["hash"]
-    )
+    kept = read_documents(settings.index_dir, str(first.generation))["lamps.pdf"]["extracted"]
     assert kept is not None
     lamps = [p for p in load_index(settings).passages if p.source == "lamps.pdf"]
     assert lamps

@@ -9,7 +9,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qa.errors import DocumentNotFoundError, InvalidQueryError
-from qa.index.storage import read_extracted
 from qa.ingest.extract import EXTRACTED_FORMATS, FORMAT_FOR_SUFFIX
 
 
@@ -62,17 +61,19 @@ def read_document(
 ) -> Document:
     """The document ``source`` of an index whose per-source metadata is ``documents``.
 
-    A PDF or Word file's text is the one extracted when it was indexed, kept in the
-    ``generation`` folder, so offsets stay right even if the file has changed since.
+    A PDF or Word file's text is the one extracted when it was indexed, kept in its record
+    (``generation`` is no longer needed for it), so offsets stay right even if the file has
+    changed since.
     """
+    del generation
     meta = documents.get(source)
     if meta is None:
         raise DocumentNotFoundError(f"no document {source!r} in the index")
     data = resolve_document(seeds_dir, source).read_bytes()
     text = data.decode("utf-8", errors="replace")
     if FORMAT_FOR_SUFFIX.get(PurePosixPath(source).suffix.lower()) in EXTRACTED_FORMATS:
-        record = read_extracted(generation, str(meta.get("hash"))) if generation else None
-        if record is None:
+        record = meta.get("extracted")
+        if not isinstance(record, Mapping):
             raise DocumentNotFoundError(f"the text extracted from {source!r} is not in the index")
         text = str(record["text"])
     return Document(

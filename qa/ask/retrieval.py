@@ -58,13 +58,7 @@ class Hit:
 
 def _allowed_rows(gen: IndexGeneration, filters: Filters) -> npt.NDArray[np.int64]:
     """Rows of the documents that pass ``filters`` (a passage carries its document's date)."""
-    rows = [
-        r
-        for source, doc in gen.documents.items()
-        if filters.allows_document(source, doc.get("date"))
-        for r in gen.by_source.get(source, [])
-    ]
-    return np.asarray(sorted(rows), dtype=np.int64)
+    return gen.document_rows(filters.allows_document)
 
 
 def retrieve(

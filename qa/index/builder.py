@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import platform
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from typing import Any
 
@@ -28,14 +29,16 @@ from qa.embed.registry import load_embedder
 from qa.errors import IndexBusyError, QAError
 from qa.index import storage as store
 from qa.index.diff import BuildSummary, collect_passages
+from qa.index.doctable import DocumentRow, encode_record
 from qa.index.executor import Executor, LocalExecutor
 from qa.index.generation import IndexGeneration, load_index
 from qa.index.lexical import build_postings
 from qa.index.merge import index_params, merge_segments
+from qa.index.seedscan import find_changes, save_cache
 from qa.index.segments import SegmentData, encode_passage, write_segment
+from qa.index.tombstones import SegmentEntry
 from qa.index.vectors import build_faiss, choose_index_type
 from qa.ingest.passages import Passage
-from qa.ingest.seeds import scan
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ def build_index(
     embedder: Embedder | None = None,
     executor: Executor | None = None,
     rebuild: bool = False,
+    rehash: bool = False,
     merge: bool = False,
     wait: float = 0.0,
     progress: bool = False,
@@ -81,44 +85,58 @@ def build_index(
 
     Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
     then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely;
+    ``rehash`` reads and hashes every seed file instead of trusting the stat cache;
     ``merge`` merges every segment into one afterwards (``qa index --merge``).
     ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
     for this build and closed after it).
     ``before`` runs under the lock before the seeds are read: a change to the seeds made there
     (an upload, a deletion) is never raced by another build.
+    The merge policy runs after the build has published and released the lock, so a merge
+    never holds up another build (:func:`qa.index.merge.merge_segments`).
     """
     own = executor is None
     # Made before the lock is taken: a missing extra is refused without touching the index.
     executor_ = make_executor(settings) if executor is None else executor
+    try:
+        with _build_lock(settings, wait=wait):
+            if before is not None:
+                before()
+            summary = _build_locked(
+                settings,
+                embedder=embedder,
+                executor=executor_,
+                rebuild=rebuild,
+                rehash=rehash,
+                progress=progress,
+            )
+    finally:
+        if own:
+            executor_.close()
+    if summary.changed and summary.generation:
+        summary.published.append(summary.generation)
+    # Nothing changed and no merge asked: the policy already ran after the last change.
+    merged = merge_segments(settings, force=merge) if summary.changed or merge else None
+    if merged is not None:
+        summary.generation, summary.merged = merged, True
+        summary.published.append(merged)
+    return summary
+
+
+@contextmanager
+def _build_lock(settings: Settings, *, wait: float) -> Iterator[None]:
+    """Hold the index's build lock, or raise :class:`IndexBusyError` after ``wait`` seconds."""
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / store.LOCK))
     try:
         lock.acquire(timeout=wait)
     except Timeout:
-        if own:
-            executor_.close()
         raise IndexBusyError(
             f"another build is already running on '{settings.index_dir}' "
             f"(lock file '{settings.index_dir / store.LOCK}'); try again when it has finished"
         ) from None
     try:
-        if before is not None:
-            before()
-        summary, listed = _build_locked(
-            settings, embedder=embedder, executor=executor_, rebuild=rebuild, progress=progress
-        )
-        # Nothing changed and no merge asked: the policy already ran after the last change.
-        merged = merge_segments(settings, force=merge, listed=listed) if listed or merge else None
-        if listed is not None and summary.generation:
-            summary.published.append(summary.generation)
-        if merged is not None:
-            summary.generation, summary.merged = merged, True
-            summary.published.append(merged)
-            store.prune(settings.index_dir, keep=settings.keep_generations)
-        return summary
+        yield
     finally:
-        if own:
-            executor_.close()
         lock.release()
 
 
@@ -128,55 +146,74 @@ def _build_locked(
     embedder: Embedder | None,
     executor: Executor,
     rebuild: bool,
+    rehash: bool,
     progress: bool,
-) -> tuple[BuildSummary, list[dict[str, Any]] | None]:
-    """The build itself, and the segment list of the generation it published (``None``: it
-    published none)."""
+) -> BuildSummary:
+    """The build itself, under the lock."""
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
     previous = _load_previous(settings, rebuild=rebuild)
-    # PDF and Word texts extracted by the previous build are reused, by content hash.
-    known = partial(store.read_extracted, previous.path) if previous else None
-    files, skipped = scan(settings.seeds_dir, known=known)
+    changes = find_changes(settings, previous, rehash=rehash or rebuild)
+    skipped = changes.scan.skipped
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
-    new, documents, gone, embedder_ = collect_passages(settings, files, previous, embedder, summary)
-    summary.passages = sum(len(d["passages"]) for d in documents.values())
+    new, records, gone, embedder_ = collect_passages(
+        settings,
+        changes.files,
+        changes.vanished,
+        changes.previous,
+        changes.total,
+        embedder,
+        summary,
+    )
+    kept = previous.size - sum(len(previous.by_source[s]) for s in gone) if previous else 0
+    summary.passages = kept + len(new)
     summary.changed = previous is None or bool(
         summary.added or summary.updated or summary.removed or summary.renamed
     )
     if not summary.changed:
         summary.generation = store.current_generation(settings.index_dir)
+        if previous is not None:
+            save_cache(settings, changes, previous.manifest.get("documents_id"))
         summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
-        return summary, None
+        return summary
 
     vectors, sentence_vectors, summary.embedded = _vectors_for(
         new, previous, gone, embedder_, settings, executor=executor, progress=progress
     )
-    model_info = _model_info(settings, embedder_, previous)
     segments = _tombstoned(previous, gone)
-    if new:
-        segments.append(_add_segment(settings, new, vectors, sentence_vectors, documents))
-    extracted = {
-        f.content_hash: {"text": f.text, "title": f.meta_title, "date": f.meta_date}
-        for f in files
-        if f.extracted
-    }
+    if records:
+        segments.append(_add_segment(settings, new, vectors, sentence_vectors, records))
+    documents_id = secrets.token_hex(8)
+    summary.generation = _publish(
+        settings, segments, summary, _model_info(settings, embedder_, previous), documents_id
+    )
+    save_cache(settings, changes, documents_id)
+    store.prune(settings.index_dir, keep=settings.keep_generations)
+    summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
+    log.info("built generation %s: %s", summary.generation, summary.to_json())
+    return summary
+
+
+def _publish(
+    settings: Settings,
+    segments: list[SegmentEntry],
+    summary: BuildSummary,
+    model_info: dict[str, Any],
+    documents_id: str,
+) -> str:
+    """Publish a generation listing ``segments``; its id."""
     manifest = {
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model_info,
         "chunking": store.chunking_settings(settings),
         "metric": "inner_product_on_unit_vectors",
         "passages": summary.passages,
-        "segments": segments,
-        "documents": documents,
         "versions": _versions(),
+        # Drawn anew whenever documents change (a merge keeps it): see qa.index.seedscan.
+        "documents_id": documents_id,
     }
-    summary.generation = store.publish(settings.index_dir, manifest, extracted)
-    store.prune(settings.index_dir, keep=settings.keep_generations)
-    summary.took_ms = round((time.perf_counter() - started) * 1000, 1)
-    log.info("built generation %s: %s", summary.generation, summary.to_json())
-    return summary, segments
+    return store.publish(settings.index_dir, manifest, segments)
 
 
 def _add_segment(
@@ -184,15 +221,25 @@ def _add_segment(
     new: list[Passage],
     vectors: Vectors,
     sentence_vectors: Vectors,
-    documents: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """Write the new passages as one segment; point their documents at their rows in it."""
-    seg_id = _write_segment(settings, new, vectors, sentence_vectors)
-    row = 0
-    for source in dict.fromkeys(p.source for p in new):
-        documents[source].update(segment=seg_id, row=row)
-        row += len(documents[source]["passages"])
-    return {"id": seg_id, "rows": len(new), "deleted": []}
+    records: dict[str, dict[str, Any]],
+) -> SegmentEntry:
+    """Write the new passages and their documents' records as one segment."""
+    first: dict[str, int] = {}
+    for row, p in enumerate(new):
+        first.setdefault(p.source, row)
+    docs = [
+        DocumentRow(
+            source=source,
+            content_hash=str(record["hash"]),
+            date=record.get("date"),
+            first=first.get(source, 0),
+            count=len(record["passages"]),
+            record=encode_record(record),
+        )
+        for source, record in records.items()
+    ]
+    seg_id = _write_segment(settings, new, vectors, sentence_vectors, docs)
+    return SegmentEntry(seg_id, len(new), len(docs))
 
 
 def _model_info(
@@ -210,23 +257,36 @@ def _model_info(
     }
 
 
-def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[dict[str, Any]]:
-    """The previous generation's segment list with the rows of ``gone`` documents deleted;
-    segments left without a live row are dropped."""
+def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[SegmentEntry]:
+    """The previous generation's segment list with the rows and records of ``gone`` documents
+    deleted; segments left without a live row or document are dropped."""
     if previous is None:
         return []
-    dead: dict[str, set[int]] = {}
+    entries = previous.entries
+    dead_rows: dict[int, list[int]] = {}
+    dead_docs: dict[int, list[int]] = {}
     for source in gone:
-        doc = previous.documents[source]
-        first = int(doc.get("row", 0))
-        rows = range(first, first + len(doc.get("passages", [])))
-        dead.setdefault(str(doc.get("segment")), set()).update(rows)
+        found = previous.documents.locate(source)
+        if found is None:
+            continue
+        k, i = found
+        first, count = (int(x) for x in entries_rows(previous, k, i))
+        dead_rows.setdefault(k, []).extend(range(first, first + count))
+        dead_docs.setdefault(k, []).append(i)
     out = []
-    for ls in previous.segments:
-        deleted = sorted({int(r) for r in ls.dead} | dead.get(ls.segment.id, set()))
-        if len(deleted) < ls.segment.rows:
-            out.append({"id": ls.segment.id, "rows": ls.segment.rows, "deleted": deleted})
+    for k, e in enumerate(entries):
+        if k in dead_rows:
+            e.dead_rows = np.union1d(e.dead_rows, np.asarray(dead_rows[k], dtype=np.int64))
+            e.dead_docs = np.union1d(e.dead_docs, np.asarray(dead_docs[k], dtype=np.int64))
+        if e.live_rows or e.live_documents:
+            out.append(e)
     return out
+
+
+def entries_rows(gen: IndexGeneration, k: int, i: int) -> tuple[int, int]:
+    """First row and row count of record ``i`` of segment ``k`` of ``gen``."""
+    first, count = gen.segments[k].segment.documents.rows[i]
+    return int(first), int(count)
 
 
 def _known_vectors(
@@ -289,7 +349,11 @@ def _vectors_for(
 
 
 def _write_segment(
-    settings: Settings, passages: list[Passage], vectors: Vectors, sentence_vectors: Vectors
+    settings: Settings,
+    passages: list[Passage],
+    vectors: Vectors,
+    sentence_vectors: Vectors,
+    documents: list[DocumentRow],
 ) -> str:
     """Build the BM25 postings (and, for a large segment, the FAISS index) of ``passages`` and
     have storage write them as a new segment; its id."""
@@ -309,6 +373,7 @@ def _write_segment(
         postings=build_postings(p.embed_text() for p in passages),
         faiss_index=faiss_index,
         index_info=info,
+        documents=documents,
     )
     return write_segment(settings.index_dir, data)
 

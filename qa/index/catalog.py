@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 from qa.errors import InvalidQueryError
+from qa.index.doctable import CatalogRow, DocumentTable
 from qa.ingest.extract import FORMAT_FOR_SUFFIX
 
 #: The most documents one page may hold.
@@ -86,6 +87,20 @@ def entry(source: str, meta: Mapping[str, Any]) -> DocumentEntry:
     )
 
 
+def _from_row(row: CatalogRow) -> DocumentEntry:
+    suffix = row.source[row.source.rfind(".") :].lower() if "." in row.source else ""
+    return DocumentEntry(
+        source=row.source,
+        title=row.title,
+        date=row.date,
+        publisher=row.publisher,
+        bytes=row.bytes,
+        passages=row.passages,
+        content_hash=row.content_hash,
+        format=FORMAT_FOR_SUFFIX.get(suffix, "text"),
+    )
+
+
 def encode_cursor(doc: DocumentEntry) -> str:
     """An opaque cursor for the place right after ``doc``."""
     raw = json.dumps([doc.date, doc.source], ensure_ascii=False).encode("utf-8")
@@ -135,7 +150,11 @@ def _matches(doc: DocumentEntry, query: CatalogQuery) -> bool:
 
 def list_documents(documents: Mapping[str, Mapping[str, Any]], query: CatalogQuery) -> DocumentPage:
     """One page of the documents of a generation that match ``query``, in catalog order."""
-    matching = [e for src, meta in documents.items() if _matches(e := entry(src, meta), query)]
+    if isinstance(documents, DocumentTable):  # from the segments' columns, no record parsed
+        entries = (_from_row(r) for r in documents.catalog())
+    else:
+        entries = (entry(src, meta) for src, meta in documents.items())
+    matching = [e for e in entries if _matches(e, query)]
     matching.sort(key=lambda d: d.source)
     matching.sort(key=lambda d: d.date or "", reverse=True)  # stable: ties keep name order
     matching.sort(key=lambda d: d.date is None)

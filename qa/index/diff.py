@@ -1,19 +1,20 @@
 """What changed in the seeds folder since the live generation, and what a build did about it.
 
-Content hashes decide: an unchanged file keeps its document record and rows; an edited, new or
-renamed file is parsed and chunked again; the rows of edited and deleted files become
-tombstones. :class:`BuildSummary` counts the changes by document.
+Content hashes decide: an unchanged file keeps its document record and rows (in the segment
+that holds them); an edited, new or renamed file is parsed and chunked again; the rows and
+records of edited and deleted files become tombstones. :class:`BuildSummary` counts the
+changes by document.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qa.config import Settings
 from qa.embed.base import Embedder
 from qa.embed.registry import load_embedder
-from qa.index.generation import IndexGeneration
 from qa.index.lexical import tokenize
 from qa.ingest.articles import Article, parse_article
 from qa.ingest.passages import Passage, make_passages
@@ -51,25 +52,25 @@ class BuildSummary:
 def collect_passages(
     settings: Settings,
     files: list[SeedFile],
-    previous: IndexGeneration | None,
+    vanished: set[str],
+    previous: Mapping[str, str],
+    total: int,
     embedder: Embedder | None,
     summary: BuildSummary,
 ) -> tuple[list[Passage], dict[str, dict[str, Any]], set[str], Embedder | None]:
-    """The passages of new or edited files, every document's record, and the previous
-    documents whose rows are now tombstones, counting the changes in ``summary``. Unchanged
-    files keep their record; only new or edited ones are parsed and chunked (which loads the
-    embedder, for its tokenizer)."""
-    prev_docs = previous.documents if previous else {}
-    current = {f.source for f in files}
-    removed_hashes = {d["hash"]: src for src, d in prev_docs.items() if src not in current}
-    gone = {src for src in prev_docs if src not in current}
+    """The passages and records of new or edited ``files``, and the previous documents whose
+    rows are now tombstones, counting the changes in ``summary``. ``vanished`` are the sources
+    no longer in the seeds folder; ``previous`` the content hash in the live generation of (at
+    least) the sources of ``files`` and ``vanished``; ``total`` the articles in the folder.
+    Only new or edited files are parsed and chunked (which loads the embedder, for its
+    tokenizer)."""
+    removed_hashes = {previous[s]: s for s in sorted(vanished) if s in previous}
+    gone = {s for s in vanished if s in previous}
     passages: list[Passage] = []
     documents: dict[str, dict[str, Any]] = {}
     for seed in files:
-        before = prev_docs.get(seed.source)
-        if before is not None and before["hash"] == seed.content_hash:
-            summary.unchanged += 1
-            documents[seed.source] = dict(before)
+        before = previous.get(seed.source)
+        if before == seed.content_hash:
             continue
         if before is not None:
             summary.updated += 1
@@ -91,13 +92,14 @@ def collect_passages(
         passages.extend(new)
         documents[seed.source] = document_record(seed, article, new)
     summary.removed = len(removed_hashes)
+    summary.unchanged = total - summary.added - summary.updated - summary.renamed
     return passages, documents, gone, embedder
 
 
 def document_record(seed: SeedFile, article: Article, passages: list[Passage]) -> dict[str, Any]:
-    """What the manifest keeps of one document (its segment and first row are added when the
-    segment is written)."""
-    return {
+    """What the segment's documents table keeps of one document (with the text extracted from
+    a PDF or Word file, so that its offsets can be shown against it later)."""
+    record: dict[str, Any] = {
         "hash": seed.content_hash,
         "title": article.title,
         "date": article.date,
@@ -108,3 +110,6 @@ def document_record(seed: SeedFile, article: Article, passages: list[Passage]) -
         # names the site ("the CNUS article") be recognised as about this article.
         "chrome_terms": sorted({t for s, e in article.chrome for t in tokenize(article.text[s:e])}),
     }
+    if seed.extracted:
+        record["extracted"] = {"text": seed.text, "title": seed.meta_title, "date": seed.meta_date}
+    return record

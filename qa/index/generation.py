@@ -3,13 +3,14 @@
 Rows are numbered over the live passages of all segments in manifest order (tombstoned rows
 have no number), so ``passages[row]``, ``vector(row)`` and ``sentence_scores(row, …)`` mean
 the same passage. Loading opens each segment (memory maps) and reads the tombstones: its cost
-grows with the number of segments and deletions, not with the number of passages.
+grows with the number of segments and deletions, not with the number of passages or documents
+(documents are read from the segments' tables when asked for, :mod:`qa.index.doctable`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -20,8 +21,10 @@ import numpy.typing as npt
 from qa.config import Settings
 from qa.errors import IndexCorruptError
 from qa.index import storage
+from qa.index.doctable import DocumentTable, LiveDocuments
 from qa.index.lexical import CorpusLexical, LexicalPart, dead_term_counts, tokenize
 from qa.index.segments import REBUILD_HINT, Segment, open_segment
+from qa.index.tombstones import SegmentEntry, read_segment_entries
 from qa.index.vectors import search_segment, tune_for_search
 from qa.ingest.passages import Passage
 
@@ -37,6 +40,7 @@ class LiveSegment:
     dead: npt.NDArray[np.int64]  # sorted local rows
     dead_mask: npt.NDArray[np.bool_]
     live_local: npt.NDArray[np.int64] | None  # local row of each live row, when any is dead
+    docs: LiveDocuments
 
     @property
     def live(self) -> int:
@@ -55,16 +59,48 @@ class LiveSegment:
         return offset if self.live_local is None else int(self.live_local[offset])
 
 
-def _live_segment(seg: Segment, base: int, deleted: list[int]) -> LiveSegment:
-    dead = np.unique(np.asarray(deleted, dtype=np.int64))
-    if len(dead) and (dead[0] < 0 or dead[-1] >= seg.rows):
+def _live_segment(seg: Segment, base: int, entry: SegmentEntry) -> LiveSegment:
+    dead = np.unique(entry.dead_rows)
+    dead_docs = np.unique(entry.dead_docs)
+    n_docs = len(seg.documents)
+    if (len(dead) and (dead[0] < 0 or dead[-1] >= seg.rows)) or (
+        len(dead_docs) and (dead_docs[0] < 0 or dead_docs[-1] >= n_docs)
+    ):
         raise IndexCorruptError(
-            f"a tombstone of segment '{seg.folder}' is outside its {seg.rows} rows; {REBUILD_HINT}"
+            f"a tombstone of segment '{seg.folder}' is outside its {seg.rows} rows or "
+            f"{n_docs} documents; {REBUILD_HINT}"
         )
     mask = np.zeros(seg.rows, dtype=bool)
     mask[dead] = True
+    doc_mask = np.zeros(n_docs, dtype=bool)
+    doc_mask[dead_docs] = True
     live_local = np.flatnonzero(~mask).astype(np.int64) if len(dead) else None
-    return LiveSegment(seg, base, dead, mask, live_local)
+    return LiveSegment(
+        seg, base, dead, mask, live_local, LiveDocuments(seg.id, seg.documents, doc_mask)
+    )
+
+
+class SourceRows(Mapping[str, Sequence[int]]):
+    """Generation rows of each live document's passages, by source, computed when asked."""
+
+    def __init__(self, gen: IndexGeneration) -> None:
+        self._gen = gen
+
+    def __getitem__(self, source: str) -> Sequence[int]:
+        found = self._gen.documents.locate(source)
+        if found is None:
+            raise KeyError(source)
+        ls = self._gen.segments[found[0]]
+        first, count = (int(x) for x in ls.segment.documents.rows[found[1]])
+        # A live document's rows are all live: only the tombstones before it shift it.
+        start = ls.base + first - (int(np.searchsorted(ls.dead, first)) if len(ls.dead) else 0)
+        return range(start, start + count)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._gen.documents)
+
+    def __len__(self) -> int:
+        return len(self._gen.documents)
 
 
 class PassageView(Sequence[Passage]):
@@ -105,8 +141,7 @@ class IndexGeneration:
     segments: list[LiveSegment]
     lexical: CorpusLexical
     size: int
-    #: source -> generation rows of its passages, in order.
-    by_source: dict[str, list[int]] = field(default_factory=dict)
+    _documents: DocumentTable
     _bases: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     _article_terms: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _chrome_vocabulary: frozenset[str] | None = field(default=None, repr=False)
@@ -117,10 +152,44 @@ class IndexGeneration:
         return PassageView(self)
 
     @property
-    def documents(self) -> dict[str, dict[str, Any]]:
-        """Per-source metadata recorded at build time."""
-        docs: dict[str, dict[str, Any]] = self.manifest.get("documents", {})
-        return docs
+    def documents(self) -> DocumentTable:
+        """Per-source metadata recorded at build time (read from the segments when asked)."""
+        return self._documents
+
+    @property
+    def by_source(self) -> SourceRows:
+        """source -> generation rows of its passages, in order."""
+        return SourceRows(self)
+
+    @property
+    def entries(self) -> list[SegmentEntry]:
+        """The segments as this generation lists them, with their tombstones."""
+        return [
+            SegmentEntry(
+                ls.segment.id,
+                ls.segment.rows,
+                len(ls.docs.table),
+                ls.dead,
+                np.flatnonzero(ls.docs.dead).astype(np.int64),
+            )
+            for ls in self.segments
+        ]
+
+    def document_rows(self, keep: Callable[[str, str | None], bool]) -> npt.NDArray[np.int64]:
+        """Sorted generation rows of the live documents for which ``keep(source, date)`` holds,
+        from the segments' columns (no record parsed, no lookup per document)."""
+        out = []
+        for ls in self.segments:
+            live = ls.docs.live_indices()
+            table = ls.docs.table
+            pairs = zip(table.sources[live].tolist(), table.dates[live].tolist(), strict=True)
+            mask = [keep(s.decode("utf-8"), d.decode("utf-8") or None) for s, d in pairs]
+            spans = table.rows[live[np.asarray(mask, dtype=bool)]] if mask else table.rows[:0]
+            counts = spans[:, 1]
+            # Each document's rows are [first, first + count): expanded without a Python loop.
+            local = np.repeat(spans[:, 0] - np.cumsum(counts) + counts, counts)
+            out.append(ls.to_global(local + np.arange(len(local), dtype=np.int64)))
+        return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
 
     def locate(self, row: int) -> tuple[LiveSegment, int]:
         """The segment holding generation row ``row`` and the local row there."""
@@ -185,15 +254,16 @@ class IndexGeneration:
             for row in self.by_source.get(source, []):
                 p = self.passages[row]
                 terms.update(tokenize(f"{p.title or ''} {p.text}"))
-            terms.update(self.documents.get(source, {}).get("chrome_terms", []))
+            terms.update(dict(self.documents.get(source, {})).get("chrome_terms", []))
             cached = self._article_terms[source] = frozenset(terms)
         return cached
 
     def knows(self, word: str) -> bool:
         """Whether any article mentions ``word`` (in indexed text or in its site chrome)."""
         if self._chrome_vocabulary is None:
+            # Every chrome term of each segment: a deleted document's stay until a merge.
             self._chrome_vocabulary = frozenset(
-                t for d in self.documents.values() for t in d.get("chrome_terms", [])
+                t for ls in self.segments for t in ls.segment.documents.chrome_terms()
             )
         return self.lexical.knows(word) or set(tokenize(word)) <= self._chrome_vocabulary
 
@@ -217,29 +287,6 @@ class IndexGeneration:
         return str(value) if value is not None else None
 
 
-def _by_source(
-    documents: dict[str, dict[str, Any]], segments: dict[str, LiveSegment]
-) -> dict[str, list[int]]:
-    """Generation rows of each document, from its record (segment, first row, count)."""
-    out: dict[str, list[int]] = {}
-    for source, doc in documents.items():
-        ls = segments.get(str(doc.get("segment")))
-        count = len(doc.get("passages", []))
-        if ls is None:
-            if count:
-                raise IndexCorruptError(
-                    f"document '{source}' lives in segment {doc.get('segment')!r}, which the "
-                    f"generation does not list; {REBUILD_HINT}"
-                )
-            out[source] = []
-            continue
-        first = int(doc.get("row", 0))
-        # A live document's rows are all live: only the tombstones before it shift it.
-        start = ls.base + first - (int(np.searchsorted(ls.dead, first)) if len(ls.dead) else 0)
-        out[source] = list(range(start, start + count))
-    return out
-
-
 def load_index(
     settings: Settings, *, verify: bool = True, full_check: bool | None = None
 ) -> IndexGeneration:
@@ -248,11 +295,11 @@ def load_index(
     folder, manifest = storage.read_live_manifest(settings, verify=verify)
     segments: list[LiveSegment] = []
     base = 0
-    for entry in manifest["segments"]:
+    for entry in read_segment_entries(folder, manifest):
         full = full_check if full_check is not None else (None if verify else False)
-        seg = open_segment(settings.index_dir, str(entry.get("id")), full_check=full)
+        seg = open_segment(settings.index_dir, entry.id, full_check=full)
         tune_for_search(seg.faiss_index, ef_search=settings.hnsw_ef_search)
-        ls = _live_segment(seg, base, list(entry.get("deleted", [])))
+        ls = _live_segment(seg, base, entry)
         segments.append(ls)
         base += ls.live
     parts = [
@@ -263,7 +310,6 @@ def load_index(
         )
         for ls in segments
     ]
-    by_id = {ls.segment.id: ls for ls in segments}
     gen = IndexGeneration(
         generation=folder.name,
         path=folder,
@@ -271,7 +317,7 @@ def load_index(
         segments=segments,
         lexical=CorpusLexical(parts),
         size=base,
-        by_source=_by_source(manifest["documents"], by_id),
+        _documents=DocumentTable([ls.docs for ls in segments]),
         _bases=np.asarray([ls.base for ls in segments], dtype=np.int64),
     )
     if manifest.get("passages") != base:
@@ -283,3 +329,17 @@ def load_index(
         "loaded index generation %s (%d passages, %d segments)", folder.name, base, len(segments)
     )
     return gen
+
+
+def read_documents(index_dir: Path, generation: str) -> DocumentTable:
+    """The documents of any kept generation (not only the live one), e.g. to check answers
+    against the generation that gave them."""
+    folder = storage.generations_dir(index_dir) / generation
+    manifest = storage.read_manifest(folder)
+    parts = []
+    for entry in read_segment_entries(folder, manifest):
+        table = open_segment(index_dir, entry.id, full_check=False).documents
+        dead = np.zeros(len(table), dtype=bool)
+        dead[entry.dead_docs] = True
+        parts.append(LiveDocuments(entry.id, table, dead))
+    return DocumentTable(parts)

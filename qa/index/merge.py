@@ -6,13 +6,15 @@ one of the next tier, so a corpus of N passages keeps O(factor · log N) segment
 passage is rewritten O(log N) times. A segment whose rows are mostly tombstones is rewritten
 to drop them. ``qa index --merge`` merges everything into one segment.
 
-A merge only reads segments and writes a new one; the generation that lists it is published by
-the builder like any other, so queries never wait for a merge.
+A merge reads segments and writes a new one without any lock but its own (one merge at a time),
+so neither queries nor builds wait for it. Only at the end does it take the build lock, read the
+live generation again, and publish it with the merged segment in place of the ones it merged,
+carrying over the tombstones that builds published meanwhile made in them: a build published
+during a merge is never lost.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -22,15 +24,21 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from filelock import FileLock, Timeout
 
 from qa.config import Settings
 from qa.index import storage as store
-from qa.index.generation import IndexGeneration, LiveSegment, load_index
+from qa.index.doctable import DocumentRow
+from qa.index.generation import LiveSegment, load_index
 from qa.index.lexical import merge_postings
 from qa.index.segments import SegmentData, write_segment
+from qa.index.tombstones import SegmentEntry, read_segment_entries
 from qa.index.vectors import Vectors, build_faiss, choose_index_type
 
 log = logging.getLogger(__name__)
+
+#: Seconds a finished merge waits for the build lock (a build holds it for seconds at most).
+PUBLISH_WAIT = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +91,48 @@ def _sentence_rows(
     return first + np.arange(total, dtype=np.int64), counts
 
 
+@dataclass(eq=False)
+class Merged:
+    """A merged segment's contents, and where the old segments' rows and records went."""
+
+    data: SegmentData
+    #: old segment id -> new row of each old row (-1: tombstoned, dropped)
+    rows: dict[str, npt.NDArray[np.int64]]
+    #: old segment id -> new record index of each old document record (-1: dropped)
+    docs: dict[str, npt.NDArray[np.int64]]
+
+
+def _merged_documents(
+    chosen: Sequence[LiveSegment], rows: dict[str, npt.NDArray[np.int64]]
+) -> tuple[list[DocumentRow], dict[str, npt.NDArray[np.int64]]]:
+    """The live document records of ``chosen``, sorted as the new table stores them, and the
+    new index of each old record."""
+    found: list[tuple[bytes, str, int, DocumentRow]] = []
+    for ls in chosen:
+        table = ls.docs.table
+        for i in ls.docs.live_indices().tolist():
+            first, count = (int(x) for x in table.rows[i])
+            source = table.sources[i].decode("utf-8")
+            row = DocumentRow(
+                source=source,
+                content_hash=table.hashes[i].decode("ascii"),
+                date=table.dates[i].decode("utf-8") or None,
+                first=int(rows[ls.segment.id][first]) if count else 0,
+                count=count,
+                record=table.raw(i),
+            )
+            found.append((source.encode("utf-8"), ls.segment.id, i, row))
+    found.sort(key=lambda f: f[0])
+    remap = {ls.segment.id: np.full(len(ls.docs.table), -1, dtype=np.int64) for ls in chosen}
+    for new_index, (_, seg_id, i, _row) in enumerate(found):
+        remap[seg_id][i] = new_index
+    return [f[3] for f in found], remap
+
+
 def merged_segment(
-    gen: IndexGeneration, chosen: Sequence[LiveSegment], *, index_type: str, **index_params: Any
-) -> tuple[SegmentData, dict[str, npt.NDArray[np.int64]]]:
-    """The live rows of ``chosen`` as one new segment, and for each old segment id the new row
-    of each of its rows (-1 for a tombstone)."""
-    del gen  # the rows come from the segments; kept for symmetry with the builder's call
+    chosen: Sequence[LiveSegment], *, index_type: str, **index_params: Any
+) -> Merged:
+    """The live rows and documents of ``chosen`` as one new segment."""
     lines: list[bytes] = []
     vectors: list[Vectors] = []
     sentences: list[npt.NDArray[Any]] = []
@@ -113,6 +157,7 @@ def merged_segment(
     faiss_index, info = None, {"type": "flat"}
     if index_type != "flat":
         faiss_index, info = build_faiss(all_vectors, index_type=index_type, **index_params)
+    documents, doc_remap = _merged_documents(chosen, remap)
     data = SegmentData(
         passages=lines,
         vectors=all_vectors,
@@ -121,8 +166,9 @@ def merged_segment(
         postings=postings,
         faiss_index=faiss_index,
         index_info=info,
+        documents=documents,
     )
-    return data, remap
+    return Merged(data, remap, doc_remap)
 
 
 def index_params(settings: Settings) -> dict[str, Any]:
@@ -134,52 +180,97 @@ def index_params(settings: Settings) -> dict[str, Any]:
     }
 
 
-def merge_segments(
-    settings: Settings, *, force: bool = False, listed: list[dict[str, Any]] | None = None
-) -> str | None:
-    """Run the merge policy on the live generation (under the build lock): write the merged
-    segment, publish a generation listing it, and return that generation (``None``: no merge).
-    ``listed`` is the live generation's segment list when the caller has it at hand."""
+def merge_segments(settings: Settings, *, force: bool = False) -> str | None:
+    """Run the merge policy on the live generation (``force``: merge everything), and return
+    the generation published with the merged segment (``None``: no merge). The policy does
+    nothing while another merge runs; a forced merge waits for it."""
     if store.current_generation(settings.index_dir) is None:
         return None
-    if listed is None:
-        listed = store.read_live_manifest(settings, verify=False)[1]["segments"]
-    sizes = [SegmentSize(str(e["id"]), int(e["rows"]), len(e["deleted"])) for e in listed]
-    chosen_ids = plan_merge(
-        sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force
+    own = FileLock(str(settings.index_dir / store.MERGE_LOCK))
+    try:
+        own.acquire(timeout=-1 if force else 0)
+    except Timeout:
+        return None
+    try:
+        return _merge(settings, force=force)
+    finally:
+        own.release()
+
+
+def _merge(settings: Settings, *, force: bool) -> str | None:
+    """The merge, under the merge lock: the heavy work first, then a short publish."""
+    # Planned from the manifest alone: most builds have nothing to merge.
+    listed = store.read_live_manifest(settings, verify=False)[1]["segments"]
+    sizes = [SegmentSize(str(e["id"]), int(e["rows"]), int(e["deleted"])) for e in listed]
+    chosen_ids = set(
+        plan_merge(sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force)
     )
     if not chosen_ids:
         return None
-    gen = load_index(settings, verify=False)
-    chosen = [ls for ls in gen.segments if ls.segment.id in set(chosen_ids)]
+    gen = load_index(settings, verify=False)  # a snapshot: generations never change
+    if not chosen_ids <= {ls.segment.id for ls in gen.segments}:  # a build published since
+        sizes = [SegmentSize(e.id, e.rows, len(e.dead_rows)) for e in gen.entries]
+        chosen_ids = set(
+            plan_merge(sizes, factor=settings.merge_factor, floor=settings.merge_floor, force=force)
+        )
+    chosen = [ls for ls in gen.segments if ls.segment.id in chosen_ids]
     live = sum(ls.live for ls in chosen)
     index_type = choose_index_type(
         live, exact_threshold=settings.exact_threshold, approximate=settings.approximate_index
     )
-    data, remap = merged_segment(gen, chosen, index_type=index_type, **index_params(settings))
-    kept = [
-        {"id": ls.segment.id, "rows": ls.segment.rows, "deleted": [int(r) for r in ls.dead]}
-        for ls in gen.segments
-        if ls.segment.id not in remap
-    ]
-    documents = {src: dict(doc) for src, doc in gen.documents.items()}
-    if live:
-        seg_id = write_segment(settings.index_dir, data)
-        kept.append({"id": seg_id, "rows": live, "deleted": []})
-        for doc in documents.values():
-            old = remap.get(str(doc.get("segment")))
-            if old is not None and doc.get("passages"):
-                doc.update(segment=seg_id, row=int(old[int(doc["row"])]))
-    manifest = {
-        **{k: v for k, v in gen.manifest.items() if k not in ("files", "generation")},
-        "segments": kept,
-        "documents": documents,
-        "merged_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    extracted = {
-        p.stem: json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted((gen.path / store.EXTRACTED).glob("*.json"))
-    }
-    generation = store.publish(settings.index_dir, manifest, extracted)
-    log.info("merged %d segments (%d passages) into generation %s", len(chosen), live, generation)
+    merged = merged_segment(chosen, index_type=index_type, **index_params(settings))
+    seg_id = None
+    if merged.data.passages or merged.data.documents:
+        seg_id = write_segment(settings.index_dir, merged.data)
+    lock = FileLock(str(settings.index_dir / store.LOCK))
+    try:
+        lock.acquire(timeout=PUBLISH_WAIT)
+    except Timeout:
+        log.warning("merge abandoned: the build lock stayed busy for %s s", PUBLISH_WAIT)
+        return None
+    try:
+        generation = _publish_merge(settings, merged, seg_id)
+        store.prune(settings.index_dir, keep=settings.keep_generations, merging=True)
+    finally:
+        lock.release()
+    if generation is not None:
+        log.info(
+            "merged %d segments (%d passages) into generation %s", len(chosen), live, generation
+        )
     return generation
+
+
+def _publish_merge(settings: Settings, merged: Merged, seg_id: str | None) -> str | None:
+    """Publish the live generation (read again now, under the build lock) with the merged
+    segment in place of the ones it merged, and with the tombstones builds made in those
+    meanwhile moved to the merged segment."""
+    folder, manifest = store.read_live_manifest(settings, verify=False)
+    entries = read_segment_entries(folder, manifest)
+    if not any(e.id in merged.rows for e in entries):
+        return None  # rebuilt meanwhile: the merged segment holds nothing live any more
+    kept = [e for e in entries if e.id not in merged.rows]
+    dead_rows: list[npt.NDArray[np.int64]] = []
+    dead_docs: list[npt.NDArray[np.int64]] = []
+    now = {e.id: e for e in entries}
+    for old_id, new_rows in merged.rows.items():
+        new_docs = merged.docs[old_id]
+        e = now.get(old_id)
+        # A merged segment the live generation no longer lists lost every row to tombstones
+        # (only one merge runs at a time, so no other merge took it).
+        rows = np.arange(len(new_rows)) if e is None else e.dead_rows
+        docs = np.arange(len(new_docs)) if e is None else e.dead_docs
+        dead_rows.append(new_rows[rows][new_rows[rows] >= 0])
+        dead_docs.append(new_docs[docs][new_docs[docs] >= 0])
+    if seg_id is not None:
+        entry = SegmentEntry(
+            seg_id,
+            len(merged.data.passages),
+            len(merged.data.documents),
+            np.unique(np.concatenate(dead_rows)).astype(np.int64),
+            np.unique(np.concatenate(dead_docs)).astype(np.int64),
+        )
+        if entry.live_rows or entry.live_documents:
+            kept.append(entry)
+    meta = {k: v for k, v in manifest.items() if k not in ("files", "generation", "segments")}
+    meta["merged_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return store.publish(settings.index_dir, meta, kept)

@@ -10,6 +10,7 @@ Layout of ``embeddings/segments/<id>/`` (never changed once renamed into place):
     sentence_start.npy  passage i owns sentence rows [s[i], s[i + 1])
     terms.npy, postings_ptr.npy, postings_row.npy, postings_tf.npy, doclen.npy   BM25 postings
     index.faiss         only in a large segment: the approximate index over vectors.npy
+    documents.jsonl, doc_*.npy, chrome.txt   its documents' records (qa.index.doctable)
 
 Everything but the FAISS file is memory-mapped when a segment is opened, so opening costs the
 same for ten passages or a million; a passage is parsed only when it is read. Generations
@@ -34,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.errors import IndexCorruptError
+from qa.index.doctable import DocumentRow, SegmentDocuments, write_documents
 from qa.index.lexical import Postings
 from qa.ingest.passages import Passage
 
@@ -79,6 +81,7 @@ class SegmentData:
     postings: Postings
     faiss_index: Any | None
     index_info: dict[str, Any]
+    documents: list[DocumentRow]
 
 
 def encode_passage(p: Passage) -> bytes:
@@ -118,6 +121,7 @@ def write_segment(index_dir: Path, data: SegmentData) -> str:
             np.save(tmp / name, getattr(data.postings, field), allow_pickle=False)
         if data.faiss_index is not None:
             faiss.write_index(data.faiss_index, str(tmp / FAISS_INDEX))
+        write_documents(tmp, data.documents)
         files = {}
         for path in sorted(tmp.iterdir()):
             with open(path, "rb") as fh:
@@ -126,6 +130,7 @@ def write_segment(index_dir: Path, data: SegmentData) -> str:
         manifest = {
             "segment": seg_id,
             "rows": len(data.passages),
+            "documents": len(data.documents),
             "sentences": int(starts[-1]),
             "dimension": int(data.vectors.shape[1]) if data.vectors.ndim == 2 else 0,
             "index": data.index_info,
@@ -153,6 +158,7 @@ class Segment:
     sentence_start: npt.NDArray[np.int64]
     postings: Postings
     faiss_index: Any | None
+    documents: SegmentDocuments
     _offsets: npt.NDArray[np.int64]
     _text: mmap.mmap | bytes
 
@@ -249,6 +255,9 @@ def open_segment(index_dir: Path, seg_id: str, *, full_check: bool | None = None
             f"segment '{folder}' has row counts that do not agree ({rows} passages, "
             f"{len(vectors)} vectors); {REBUILD_HINT}"
         )
+    documents = SegmentDocuments(folder, _load)
+    if len(documents) and int(documents.rows[:, 0].max() + 0) > rows:
+        raise IndexCorruptError(f"the documents of segment '{folder}' point past its rows")
     faiss_index = None
     if (folder / FAISS_INDEX).exists():
         try:
@@ -272,6 +281,7 @@ def open_segment(index_dir: Path, seg_id: str, *, full_check: bool | None = None
         sentence_start,
         postings,
         faiss_index,
+        documents,
         offsets,
         text,
     )

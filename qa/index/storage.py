@@ -5,10 +5,16 @@ Layout::
     embeddings/
       CURRENT                 name of the live generation (replaced atomically)
       .build.lock             held by the one build allowed at a time
+      .merge.lock             held by the one merge allowed at a time (outside the build lock)
+      seeds.statcache.npz     the seeds scan's stat cache (qa.ingest.statcache); a cache only
       segments/<id>/          immutable segments (see qa.index.segments), shared by generations
       generations/<id>/       one generation: which segments, which of their rows are deleted
-        manifest.json         written last: segments and tombstones, documents, model, checksums
-        extracted/<sha256>.json  text, title, date extracted from each PDF or Word file
+        manifest.json         written last: segments, model, settings, checksums
+        tombstones.npz        deleted rows and deleted document records, per segment
+        segments.txt          the segment ids alone (for deleting unused segments)
+
+A generation holds nothing per document: each segment carries its documents' records
+(qa.index.doctable), so publishing an edit writes O(edit) bytes and a manifest of O(segments).
 
 A build writes a new segment and a new generation folder aside, then swaps ``CURRENT``. Readers
 only ever follow ``CURRENT``, so they see the old generation or the new one, never a half-written
@@ -22,25 +28,32 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from qa.config import Settings
 from qa.embed.registry import model_id_for
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.index.segments import check_files, segments_dir, sha256_file
+from qa.index.tombstones import TOMBSTONES, SegmentEntry, tombstone_bytes
+from qa.ingest.statcache import StatCache
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
-EXTRACTED = "extracted"
+MERGE_LOCK = ".merge.lock"
+STAT_CACHE = "seeds.statcache.npz"
 SEGMENT_LIST = "segments.txt"
 
-#: 2: segments. 1 was one folder per generation holding every file; it is refused (see below).
-SCHEMA_VERSION = 2
+#: 3: documents tables in the segments, tombstones in their own file. 2 kept a record per
+#: document in the manifest; 1 was one folder per generation holding every file. Both are
+#: refused with the command that rebuilds (see :func:`check_compatible`).
+SCHEMA_VERSION = 3
 #: Bumped whenever article cleaning, sentence splitting or chunking changes its output.
 CHUNKER_VERSION = 1
 REBUILD_HINT = "run `python -m qa index --rebuild` to rebuild the index"
@@ -82,6 +95,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def read_stat_cache(index_dir: Path) -> StatCache | None:
+    """The seeds scan's stat cache kept beside the index, or ``None`` when there is none."""
+    try:
+        return StatCache.from_bytes((index_dir / STAT_CACHE).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def write_stat_cache(index_dir: Path, cache: StatCache) -> None:
+    """Replace the stat cache. Not fsynced: it is only a cache, and a torn or lost one is
+    unreadable or empty, so the next scan reads every file (never trusts a wrong hash)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / STAT_CACHE
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(cache.to_bytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def current_generation(index_dir: Path) -> str | None:
@@ -174,11 +208,25 @@ def staging(index_dir: Path) -> Iterator[tuple[str, Path]]:
         raise
 
 
-def prune(index_dir: Path, *, keep: int) -> list[str]:
-    """Delete generations other than the live one and the ``keep - 1`` newest before it.
+def merge_running(index_dir: Path) -> bool:
+    """Whether a merge (in this process or another) holds the merge lock now."""
+    lock = FileLock(str(index_dir / MERGE_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def prune(index_dir: Path, *, keep: int, merging: bool = False) -> list[str]:
+    """Delete generations other than the live one and the ``keep - 1`` newest before it, and
+    the segments no kept generation lists.
 
     Called under the build lock, so a folder that is not kept is either old or left over from a
     build that was killed; servers hold their generation in memory, so deleting it is safe.
+    While a merge runs (unless the caller is that merge, ``merging``), segments are left alone:
+    the one it is writing is listed by no generation yet.
     """
     try:
         live = current_generation(index_dir)
@@ -195,7 +243,8 @@ def prune(index_dir: Path, *, keep: int) -> list[str]:
     removed = [n for n in names if n not in kept]
     for name in removed:
         shutil.rmtree(root / name, ignore_errors=True)
-    _collect_segments(index_dir, [root / n for n in names if n in kept])
+    if merging or not merge_running(index_dir):
+        _collect_segments(index_dir, [root / n for n in names if n in kept])
     return removed
 
 
@@ -246,10 +295,15 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, *, where: Pat
         f"rebuild it with `python -m qa index --rebuild --index {where.parent.parent}` "
         "(or point the settings back at what it was built with)"
     )
-    if manifest.get("schema_version") == 1:
+    older = {
+        1: "the single-folder layout of seedqa before segments (schema version 1)",
+        2: "a manifest holding every document's record (schema version 2), before segments "
+        "carried their documents",
+    }
+    if manifest.get("schema_version") in older:
         raise IndexMismatchError(
-            f"index '{where}' uses the single-folder layout of seedqa before segments "
-            f"(schema version 1), which this seedqa does not read; rebuild it with "
+            f"index '{where}' uses {older[manifest['schema_version']]}, which this seedqa does "
+            "not read; rebuild it with "
             f"`python -m qa index --rebuild --index {where.parent.parent}`"
         )
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -281,36 +335,23 @@ def read_live_manifest(settings: Settings, *, verify: bool = True) -> tuple[Path
     manifest = read_manifest(folder)
     check_compatible(manifest, settings, where=folder)
     segments = manifest.get("segments")
-    if not isinstance(segments, list) or not isinstance(manifest.get("documents"), dict):
+    if not isinstance(segments, list):
         raise IndexCorruptError(f"index manifest '{folder / MANIFEST}' lists no segments")
     if verify:
         verify_checksums(folder, manifest.get("files", {}))
     return folder, manifest
 
 
-def read_extracted(folder: Path, content_hash: str) -> dict[str, Any] | None:
-    """The text, title and date extracted from the file with ``content_hash`` (PDF, Word)."""
-    path = folder / EXTRACTED / f"{content_hash}.json"
-    if not (content_hash.isascii() and content_hash.isalnum()) or not path.is_file():
-        return None  # not a hash (so never a path to follow), or extracted by no build
-    return dict(json.loads(path.read_text(encoding="utf-8")))  # checksummed when loaded
-
-
 def write_generation(
-    folder: Path,
-    *,
-    manifest: dict[str, Any],
-    extracted: Mapping[str, Mapping[str, Any]] | None = None,
+    folder: Path, *, manifest: dict[str, Any], segments: list[SegmentEntry]
 ) -> None:
-    """Write a generation into its staging ``folder``: the extracted texts, then the manifest
-    (which lists its segments, their tombstones and each file's checksum) last."""
+    """Write a generation into its staging ``folder``: the segment list, the tombstones, then
+    the manifest (which lists the segments and each file's checksum) last."""
     # The segment ids alone, so that deleting unused segments need not parse every manifest.
-    ids = "".join(f"{entry['id']}\n" for entry in manifest.get("segments", []))
+    ids = "".join(f"{entry.id}\n" for entry in segments)
     (folder / SEGMENT_LIST).write_text(ids, encoding="utf-8")
-    (folder / EXTRACTED).mkdir()  # keyed by content hash: a renamed file keeps its text
-    for content_hash, record in (extracted or {}).items():
-        (folder / EXTRACTED / f"{content_hash}.json").write_text(json.dumps(record), "utf-8")
-    for path in folder.rglob("*"):
+    (folder / TOMBSTONES).write_bytes(tombstone_bytes(segments))
+    for path in folder.iterdir():
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -318,17 +359,15 @@ def write_generation(
         "schema_version": SCHEMA_VERSION,
         "generation": folder.name,
         **manifest,
+        "segments": [e.to_json() for e in segments],
         "files": file_checksums(folder),
     }
-    # Compact: at 100,000s of documents the manifest is tens of MB, and indenting doubles that.
-    write_atomic(folder / MANIFEST, json.dumps(full, separators=(",", ":")).encode("utf-8"))
+    write_atomic(folder / MANIFEST, json.dumps(full, indent=1).encode("utf-8"))
 
 
-def publish(
-    index_dir: Path, manifest: dict[str, Any], extracted: Mapping[str, Mapping[str, Any]]
-) -> str:
+def publish(index_dir: Path, manifest: dict[str, Any], segments: list[SegmentEntry]) -> str:
     """Write a generation that lists existing segments and make it the live one; its id."""
     with staging(index_dir) as (generation, folder):
-        write_generation(folder, manifest=manifest, extracted=extracted)
+        write_generation(folder, manifest=manifest, segments=segments)
         set_current(index_dir, generation)
     return generation

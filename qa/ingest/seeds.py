@@ -86,22 +86,24 @@ def iter_candidates(seeds_dir: Path) -> Iterator[tuple[Path, str | None]]:
         dirnames.sort()
         for name in sorted(filenames):
             path = here / name
-            target = _link_target(path) if path.is_symlink() else path
-            if name.startswith("."):
-                yield path, "is a hidden file"
-            elif path.suffix.lower() not in ARTICLE_SUFFIXES:
-                yield (
-                    path,
-                    f"is not a text file, PDF or Word file (suffix {path.suffix or '(none)'!r})",
-                )
-            elif target is None:
-                yield path, "is a symlink that loops or leads nowhere"
-            elif path.is_symlink() and not target.is_relative_to(root):
-                yield path, "is a symlink that points outside the seeds folder"
-            elif not path.is_file():
-                yield path, "is not a regular file"
-            else:
-                yield path, None
+            yield path, skip_reason(path, root)
+
+
+def skip_reason(path: Path, root: Path) -> str | None:
+    """Why the file at ``path`` is not read as an article (``None``: it is read). ``root`` is
+    the resolved seeds folder."""
+    target = _link_target(path) if path.is_symlink() else path
+    if path.name.startswith("."):
+        return "is a hidden file"
+    if path.suffix.lower() not in ARTICLE_SUFFIXES:
+        return f"is not a text file, PDF or Word file (suffix {path.suffix or '(none)'!r})"
+    if target is None:
+        return "is a symlink that loops or leads nowhere"
+    if path.is_symlink() and not target.is_relative_to(root):
+        return "is a symlink that points outside the seeds folder"
+    if not path.is_file():
+        return "is not a regular file"
+    return None
 
 
 def read_seed(
