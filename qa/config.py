@@ -91,7 +91,7 @@ class Settings:
     # The bold answer span of the learned reader: "learned" (the span reader fine-tuned on XQuAD
     # and shipped in qa/data/span_reader/), "features" (the linear span scorer), or the path of
     # a folder written by `qa train-span-reader`.
-    span_model: str = "features"
+    span_model: str = "learned"
     # Refuse below this confidence; None: the threshold calibrated with the learned weights
     # (the hand-set scorer then uses 0.53 on its best sentence similarity).
     answer_threshold: float | None = None

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qa.ask.span_onnx import Forward, onnx_forward
+from qa.ask.span_onnx import Forward, onnx_forward, rust_encoder
 from qa.errors import ReaderError
 
 log = logging.getLogger(__name__)
@@ -143,25 +143,61 @@ def torch_forward(model: Any) -> Forward:
     return forward
 
 
+#: Tokenises (question, context) pairs: the model's inputs, each input's token offsets in its
+#: context, and each token's sequence id (0 question, 1 context, ``None`` special).
+Encode = Callable[
+    [list[tuple[str, str]]],
+    tuple[dict[str, npt.NDArray[np.int64]], list[list[tuple[int, int]]], list[list[int | None]]],
+]
+
+
+def hf_encoder(tokenizer: Any, max_length: int = MAX_LENGTH) -> Encode:
+    """An :data:`Encode` with a transformers fast tokenizer (training and the torch backend)."""
+
+    def encode(
+        pairs: list[tuple[str, str]],
+    ) -> tuple[
+        dict[str, npt.NDArray[np.int64]], list[list[tuple[int, int]]], list[list[int | None]]
+    ]:
+        enc = tokenizer(
+            [q for q, _ in pairs],
+            [c for _, c in pairs],
+            truncation="only_second",
+            max_length=max_length,
+            padding=True,
+            return_offsets_mapping=True,
+            return_tensors="np",
+        )
+        offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
+        ids = [enc.sequence_ids(i) for i in range(len(pairs))]
+        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}, offsets, ids
+
+    return encode
+
+
 class SpanModel:
     """A question-answering model and its tokenizer that pick a span of a short context."""
 
     def __init__(
         self,
         *,
-        tokenizer: Any,
+        tokenizer: Any = None,
         model: Any = None,
         forward: Forward | None = None,
+        encode: Encode | None = None,
         max_length: int = MAX_LENGTH,
     ) -> None:
         if forward is None:
             if model is None:
                 raise ReaderError("a span model needs a torch model or a forward function")
             forward = torch_forward(model)
-        self._tokenizer = tokenizer
+        if encode is None:
+            if tokenizer is None:
+                raise ReaderError("a span model needs a tokenizer or an encode function")
+            encode = hf_encoder(tokenizer, max_length)
         self._model = model
         self._forward = forward
-        self.max_length = max_length
+        self._encode = encode
         # A fast tokenizer's truncation settings are state on one shared Rust object; the
         # service answers from several threads (huggingface/tokenizers#537).
         self._lock = threading.Lock()
@@ -179,25 +215,13 @@ class SpanModel:
         if not items:
             return []
         with self._lock:
-            encoding = self._tokenizer(
-                [q for q, _, _ in items],
-                [c for _, c, _ in items],
-                truncation="only_second",
-                max_length=self.max_length,
-                padding=True,
-                return_offsets_mapping=True,
-                return_tensors="np",
-            )
-        offsets = encoding.pop("offset_mapping").tolist()
-        sequence_ids = [encoding.sequence_ids(i) for i in range(len(items))]
-        starts, ends = self._forward(
-            {k: np.asarray(v, dtype=np.int64) for k, v in encoding.items()}
-        )
+            feed, offsets, sequence_ids = self._encode([(q, c) for q, c, _ in items])
+        starts, ends = self._forward(feed)
         return [
             decode_span(
                 starts[i],
                 ends[i],
-                [(int(s), int(e)) for s, e in offsets[i]],
+                offsets[i],
                 [sid == 1 for sid in sequence_ids[i]],
                 window,
             )
@@ -242,14 +266,18 @@ def load_span_model(
             f"with weights sha256 {expected[:12] or '(none)'}..., but the base model at '{base}' "
             f"has weights sha256 {found[:12]}...; rebuild it with `python -m qa train-span-reader`"
         )
-    tensors = _read_tensors(folder / WEIGHTS_NAME)
-    model = qa_model(base, tensors, where=str(folder))
+    if backend == "onnx":
+        # Once the graph of these exact weights is cached, serving needs no torch at all.
+        key = hashlib.sha256(f"{found}:{file_digest(folder / WEIGHTS_NAME)}".encode()).hexdigest()
+        forward = onnx_forward(
+            lambda: qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder)),
+            key[:16],
+        )
+        return SpanModel(forward=forward, encode=rust_encoder(base, MAX_LENGTH))
+    model = qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    if backend == "onnx":
-        key = hashlib.sha256(f"{found}:{file_digest(folder / WEIGHTS_NAME)}".encode()).hexdigest()
-        return SpanModel(tokenizer=tokenizer, forward=onnx_forward(model, key[:16]))
     return SpanModel(tokenizer=tokenizer, model=model)
 
 

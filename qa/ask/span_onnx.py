@@ -70,19 +70,25 @@ def export_span_graph(model: Any, target: Path) -> Path:
 
 
 def onnx_forward(
-    model: Any, key: str, *, cache_dir: Path | None = None, threads: int | None = None
+    build: Callable[[], Any], key: str, *, cache_dir: Path | None = None, threads: int | None = None
 ) -> Forward:
-    """A :data:`Forward` running ``model``'s exported graph (cached by
-    ``key``)."""
+    """A :data:`Forward` running the graph cached under ``key``; when it is missing, ``build()``
+    makes the torch model to export it from (the only time torch is needed)."""
     target = (cache_dir or default_cache_dir()) / f"span-{key}" / "model.onnx"
-    try:
-        if not target.exists():
+    if not target.exists():
+        model = build()  # its ReaderError (unreadable or mismatched weights) passes through
+        try:
             log.info("exporting the span reader to ONNX at %s (once)", target)
             export_span_graph(model.eval(), target)
+        except Exception as exc:
+            raise ReaderError(
+                f"the span reader's ONNX graph '{target}' cannot be exported: {exc}"
+            ) from exc
+    try:
         session = make_session(target, threads=threads)
     except Exception as exc:
         raise ReaderError(
-            f"the span reader's ONNX graph '{target}' cannot be built or loaded: {exc}. "
+            f"the span reader's ONNX graph '{target}' cannot be loaded: {exc}. "
             "Delete that file to export it again, or use backend 'torch'."
         ) from exc
     names = {i.name for i in session.get_inputs()}
@@ -97,3 +103,33 @@ def onnx_forward(
         return np.asarray(start), np.asarray(end)
 
     return forward
+
+
+Encoded = tuple[
+    dict[str, npt.NDArray[np.int64]], list[list[tuple[int, int]]], list[list[int | None]]
+]
+
+
+def rust_encoder(base: Path, max_length: int) -> Callable[[list[tuple[str, str]]], Encoded]:
+    """Tokenises (question, context) pairs with the base model's ``tokenizer.json`` through the
+    ``tokenizers`` library (transformers' tokenizer would import torch)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
+    except Exception as exc:
+        raise ReaderError(f"the tokenizer of '{base}' cannot be loaded: {exc}") from exc
+    tokenizer.enable_truncation(max_length=max_length, strategy="only_second")
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+
+    def encode(pairs: list[tuple[str, str]]) -> Encoded:
+        encodings = tokenizer.encode_batch(pairs)
+        feed = {
+            "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        offsets = [[(int(s), int(e)) for s, e in enc.offsets] for enc in encodings]
+        return feed, offsets, [list(enc.sequence_ids) for enc in encodings]
+
+    return encode

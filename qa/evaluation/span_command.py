@@ -104,6 +104,7 @@ def write_folder(out: Path, tensors: dict[str, Any], meta: dict[str, Any]) -> No
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp), metadata={"base_model": BASE_MODEL_ID})
+    tmp.chmod(0o644)  # safetensors creates the file private; a package file is world-readable
     os.replace(tmp, out / WEIGHTS_NAME)
     tmp = out / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
