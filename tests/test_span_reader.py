@@ -296,3 +296,13 @@ def test_the_shipped_reader_starts_its_span_at_the_number_asked_for() -> None:
     choice = reader.find("How many US-funded enterprises had Chongqing approved by 2013?", raw[s:e])
     assert choice is not None
     assert raw[s + choice.start : s + choice.end].startswith("535 ")
+
+
+def test_the_span_model_flag_and_setting_reach_the_settings(no_env: None) -> None:
+    from qa.cli import build_parser, settings_from
+
+    args = build_parser().parse_args(["ask", "--span-model", "features", "a question"])
+    assert settings_from(args).span_model == "features"
+    assert Settings.load(environ={"QA_SPAN_MODEL": "/x/reader"}).span_model == "/x/reader"
+    with pytest.raises(ConfigError, match="span_model must be 'learned', 'features' or the path"):
+        Settings(span_model=" ")
