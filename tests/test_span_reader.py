@@ -25,7 +25,7 @@ from qa.ask.spans import best_span
 from qa.config import Settings
 from qa.errors import ConfigError, ReaderError
 from qa.evaluation.span_command import manifest, write_folder
-from qa.evaluation.span_training import SpanExample, TrainConfig, fine_tune, half
+from qa.evaluation.span_training import SpanExample, TrainConfig, fine_tune, half, train_in
 from qa.ingest.sentences import split_sentences
 from tests.conftest import SEEDS
 from tests.tiny_hf import copy_tokenizer, tiny_config
@@ -111,6 +111,21 @@ def test_training_twice_writes_the_same_bytes(base: Path, trained: Path, tmp_pat
     write_folder(again, half(fine_tune(examples(), base, CONFIG)), manifest(data, base, CONFIG, 4))
     for name in (WEIGHTS_NAME, MANIFEST_NAME):
         assert (again / name).read_bytes() == (trained / name).read_bytes()
+
+
+def test_training_in_a_worker_process_gives_the_same_tensors(base: Path) -> None:
+    """``qa train-span-reader --jobs N`` trains folds in spawned processes: same bytes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    here = train_in(None, examples(), base, CONFIG).result()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        there = train_in(pool, examples(), base, CONFIG).result()
+    assert sorted(there) == sorted(here)
+    assert all(torch.equal(there[name], here[name]) for name in here)
 
 
 def test_training_changes_only_the_head_and_the_top_layer(base: Path) -> None:

@@ -10,9 +10,12 @@ question set.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +30,15 @@ from qa.ask.span_model import (
     bundled_base,
 )
 from qa.config import Settings
+from qa.errors import ConfigError
 from qa.evaluation.span_training import (
     FOLDS,
+    SpanExample,
     TrainConfig,
     cross_validate,
-    fine_tune,
     half,
     span_model_from,
+    train_in,
     xquad_examples,
 )
 
@@ -51,6 +56,12 @@ def add_span_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora-rank", type=int, default=d.lora_rank, help="0: no adapters")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--no-folds", action="store_true", help="skip the held-out folds")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings run at once, one process and one torch thread each (same bytes)",
+    )
     parser.add_argument(
         "--end-to-end", action="store_true", help="also answer each fold through the pipeline"
     )
@@ -117,17 +128,38 @@ def run_span_command(args: argparse.Namespace, settings: Settings) -> int:
     base = bundled_base()
     examples = xquad_examples(args.xquad)
     report: dict[str, Any] = {"examples": len(examples)}
-    if not args.no_folds:
-        report["given_gold_sentence"], fold_tensors = cross_validate(examples, base, config)
-        if args.end_to_end:
-            from qa.evaluation.training import train
-
-            finders = {f: span_model_from(base, t, config) for f, t in fold_tensors.items()}
-            _, pipeline = train(args.xquad, settings, cache=args.cache, span_finders=finders)
-            report["end_to_end"] = pipeline["held_out"]
-            report["end_to_end_folds"] = pipeline["folds"]
-    tensors = half(fine_tune(examples, base, config))
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if args.jobs > 1:
+            context = multiprocessing.get_context("spawn")  # torch is not fork-safe
+            pool = stack.enter_context(ProcessPoolExecutor(args.jobs, mp_context=context))
+        shipped = train_in(pool, examples, base, config)
+        if not args.no_folds:
+            _held_out(args, settings, report, examples, base, config, pool)
+        tensors = half(shipped.result())
     write_folder(args.out, tensors, manifest(args.xquad, base, config, len(examples)))
     report["weights_bytes"] = (args.out / WEIGHTS_NAME).stat().st_size
     print(json.dumps(report))
     return 0
+
+
+def _held_out(
+    args: argparse.Namespace,
+    settings: Settings,
+    report: dict[str, Any],
+    examples: list[SpanExample],
+    base: Path,
+    config: TrainConfig,
+    pool: Executor | None,
+) -> None:
+    """The folds' figures into ``report``: given the gold sentence, and through the pipeline."""
+    report["given_gold_sentence"], fold_tensors = cross_validate(examples, base, config, pool)
+    if args.end_to_end:
+        from qa.evaluation.training import train
+
+        finders = {f: span_model_from(base, t, config) for f, t in fold_tensors.items()}
+        _, pipeline = train(args.xquad, settings, cache=args.cache, span_finders=finders)
+        report["end_to_end"] = pipeline["held_out"]
+        report["end_to_end_folds"] = pipeline["folds"]

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,17 @@ def fine_tune(examples: Sequence[SpanExample], base: Path, config: TrainConfig) 
 _LOW_RANK = ("lora_a", "lora_b")
 
 
+def train_in(
+    pool: Executor | None, examples: Sequence[SpanExample], base: Path, config: TrainConfig
+) -> Future[dict[str, Any]]:
+    """:func:`fine_tune` submitted to ``pool``, or run here (a finished future) without one."""
+    if pool is not None:
+        return pool.submit(fine_tune, list(examples), base, config)
+    done: Future[dict[str, Any]] = Future()
+    done.set_result(fine_tune(examples, base, config))
+    return done
+
+
 def _train(model: Any, tokenizer: Any, enc: Any, targets: Any, config: TrainConfig) -> None:
     """AdamW with linear warm-up and decay over shuffled batches of the encoded examples."""
     import torch
@@ -269,17 +281,28 @@ def linear_spans(
 
 
 def cross_validate(
-    examples: Sequence[SpanExample], base: Path, config: TrainConfig
+    examples: Sequence[SpanExample],
+    base: Path,
+    config: TrainConfig,
+    pool: Executor | None = None,
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """Held-out figures per fold and pooled, and each fold's trained tensors (fp16)."""
+    """Held-out figures per fold and pooled, and each fold's trained tensors (fp16).
+
+    With a ``pool`` the folds train in parallel processes; each training is seeded and
+    single-threaded on its own, so the tensors are the same bytes either way."""
     folds: list[dict[str, Any]] = []
     tensors: dict[int, dict[str, Any]] = {}
-    for f in range(FOLDS):
-        train_set = [ex for ex in examples if ex.article % FOLDS != f]
-        test_set = [ex for ex in examples if ex.article % FOLDS == f]
-        if not train_set or not test_set:
-            continue
-        tensors[f] = half(fine_tune(train_set, base, config))
+    splits = {
+        f: (
+            [ex for ex in examples if ex.article % FOLDS != f],
+            [ex for ex in examples if ex.article % FOLDS == f],
+        )
+        for f in range(FOLDS)
+    }
+    splits = {f: (tr, te) for f, (tr, te) in splits.items() if tr and te}
+    pending = {f: train_in(pool, tr, base, config) for f, (tr, _) in splits.items()}
+    for f, (train_set, test_set) in splits.items():
+        tensors[f] = half(pending[f].result())
         spans = predict(span_model_from(base, tensors[f], config), test_set)
         folds.append(
             {
