@@ -36,6 +36,10 @@ def _models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reranker", type=Path, help="cross-encoder model folder that reorders the passages"
     )
+    parser.add_argument(
+        "--span-model",
+        help="bold answer span: 'learned' (default), 'features' (linear) or a span reader folder",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-answerer", help="fit the answer models on XQuAD, write weights")
     _common(p)
     add_train_arguments(p)
+
+    from qa.evaluation.span_command import add_span_arguments
+
+    p = sub.add_parser(
+        "train-span-reader", help="fine-tune the answer span reader on XQuAD, write its folder"
+    )
+    _common(p)
+    add_span_arguments(p)
     return parser
 
 
@@ -99,6 +111,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ray_workers=getattr(args, "workers", None),
         reader=getattr(args, "reader", None),
         reranker=getattr(args, "reranker", None),
+        span_model=getattr(args, "span_model", None),
     )
 
 
@@ -124,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qa.evaluation.training import run_train_command
 
             return run_train_command(args, settings)
+        if args.command == "train-span-reader":
+            from qa.evaluation.span_command import run_span_command
+
+            return run_span_command(args, settings)
         return _run_eval(args, settings)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)

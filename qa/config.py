@@ -88,6 +88,10 @@ class Settings:
     # The answer reader: "learned" (qa/answerer.py, weights fitted on XQuAD) or "handset"
     # (qa/answer.py's hand-set weights).
     answer_scorer: AnswerScorer = "learned"
+    # The bold answer span of the learned reader: "learned" (the span reader fine-tuned on XQuAD
+    # and shipped in qa/data/span_reader/), "features" (the linear span scorer), or the path of
+    # a folder written by `qa train-span-reader`.
+    span_model: str = "learned"
     # Refuse below this confidence; None: the threshold calibrated with the learned weights
     # (the hand-set scorer then uses 0.53 on its best sentence similarity).
     answer_threshold: float | None = None
@@ -129,6 +133,11 @@ class Settings:
         if self.answer_scorer not in get_args(AnswerScorer):
             raise ConfigError(
                 f"answer_scorer must be one of {get_args(AnswerScorer)}, got {self.answer_scorer!r}"
+            )
+        if not self.span_model.strip():
+            raise ConfigError(
+                "span_model must be 'learned', 'features' or the path of a span reader folder, "
+                "got ''"
             )
         if self.executor not in get_args(ExecutorName):
             raise ConfigError(

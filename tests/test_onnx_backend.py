@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.ask.span_model import DEFAULT_SPAN_READER, load_span_model
 from qa.config import BUNDLED_MODEL, Settings
 from qa.embed.models import NVIDIA_DRIVER, resolve_model
 from qa.embed.onnx_backend import OnnxEmbedder
@@ -136,10 +137,14 @@ print(len(result.passages), "torch" in sys.modules)
 def test_serving_on_onnx_never_imports_torch(
     onnx: OnnxEmbedder, cache: Path, seeds_dir: Path, tmp_path: Path
 ) -> None:
-    # The export is made (with torch) by the fixture; a server that finds it needs no torch:
-    # building the seeds' index, loading it and answering all run on ONNX Runtime alone.
+    # The exports are made (with torch) by the fixture and, for the span reader, here; a server
+    # that finds them needs no torch: building the seeds' index, loading it and answering
+    # (the span included) all run on ONNX Runtime alone.
     (tmp_path / "seedqa").mkdir()
     (tmp_path / "seedqa" / "onnx").symlink_to(cache)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEEDQA_CACHE", str(tmp_path / "seedqa"))
+        load_span_model(DEFAULT_SPAN_READER, backend="onnx")
     env = {**os.environ, "SEEDQA_CACHE": str(tmp_path / "seedqa"), "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", _SERVE_WITHOUT_TORCH, str(seeds_dir), str(tmp_path / "index")],

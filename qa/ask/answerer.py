@@ -6,8 +6,10 @@ Three small logistic models, fitted on XQuAD English with splits by article
 - the sentence model ranks every sentence of the top hits (:mod:`qa.answer_features`);
 - the refusal model turns the best sentence's evidence into the probability that the question is
   answerable from these hits at all; below the calibrated threshold the reader refuses;
-- the span model picks the short exact span of the chosen sentence that answers
-  (:mod:`qa.spans`).
+- the span model picks the short exact span of the chosen sentence that answers: by default a
+  small BERT fine-tuned here that reads the question and the sentence together
+  (:mod:`qa.ask.span_model`), or the linear span scorer (:mod:`qa.ask.spans`) with
+  ``span_model = "features"``.
 
 Names the index never mentions are still refused by rule (:func:`qa.answer.unsupported_terms`).
 """
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +48,7 @@ from qa.ask.answer_features import (
 from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
 from qa.ask.retrieval import Hit
+from qa.ask.span_model import SpanChoice
 from qa.ask.spans import SPAN_FEATURES, best_span
 from qa.errors import ConfigError
 from qa.index.lexical import tokenize
@@ -151,6 +154,26 @@ def refusal_features(
     )
 
 
+class SpanFinder(Protocol):
+    """Picks the answer span of a sentence (:class:`qa.ask.span_model.SpanModel`)."""
+
+    def find(
+        self, question: str, context: str, window: tuple[int, int] | None = None
+    ) -> SpanChoice | None:
+        """The best span of ``context`` inside ``window``, or ``None``."""
+        ...
+
+
+def pick_span(
+    question: str, sentence: str, weights: AnswererWeights, finder: SpanFinder | None
+) -> tuple[int, int] | None:
+    """Offsets in ``sentence`` of its answer span: the span model's, or the linear scorer's."""
+    if finder is None:
+        return best_span(sentence, question, weights.span)
+    choice = finder.find(question, sentence)
+    return None if choice is None else (choice.start, choice.end)
+
+
 @dataclass(frozen=True, slots=True)
 class LearnedReader:
     """The default reader (see the module docstring)."""
@@ -160,6 +183,8 @@ class LearnedReader:
     #: Refuse below this confidence; ``None``: the threshold calibrated with the weights.
     threshold: float | None = None
     passages: int = ANSWER_PASSAGES
+    #: Picks the bold span (the fine-tuned span reader); ``None``: the linear span scorer.
+    span_model: SpanFinder | None = None
 
     def answer(
         self, question: str, hits: Sequence[Hit], context: ReaderContext
@@ -195,7 +220,7 @@ class LearnedReader:
         return answer
 
     def _answer(self, question: str, best: Candidate, hits: list[Hit], confidence: float) -> Answer:
-        found = best_span(best.text, question, self.weights.span)
+        found = pick_span(question, best.text, self.weights, self.span_model)
         span = None
         if found is not None:
             s, e = found

@@ -11,6 +11,8 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa.ask.answer import Abstention, Answer
 from qa.ask.hf_reader import ExtractiveReader
@@ -20,6 +22,9 @@ from qa.ask.reranker import CrossEncoderReranker, rerank_hits
 from qa.ask.retrieval import Filters, Hit, retrieve
 from qa.config import RetrievalMode, Settings
 from qa.index.generation import IndexGeneration
+
+if TYPE_CHECKING:
+    from qa.ask.answerer import SpanFinder
 
 #: Reorders the hits of a question (a cross-encoder reranker); ranks restart at 1.
 Rerank = Callable[[str, Sequence[Hit]], list[Hit]]
@@ -57,7 +62,28 @@ def load_reader(settings: Settings) -> Reader:
         template=settings.answer_template,
         weights=load_weights(),
         threshold=settings.answer_threshold,
+        span_model=load_span_finder(settings),
     )
+
+
+def load_span_finder(settings: Settings) -> SpanFinder | None:
+    """The span model ``settings.span_model`` names: the shipped one ("learned"), a folder
+    written by ``qa train-span-reader``, or ``None`` ("features": the linear span scorer)."""
+    if settings.span_model == "features":
+        return None
+    from qa.ask.span_model import DEFAULT_SPAN_READER
+
+    folder = DEFAULT_SPAN_READER if settings.span_model == "learned" else Path(settings.span_model)
+    return _span_model(folder.resolve(), settings.backend)
+
+
+@functools.lru_cache(maxsize=2)
+def _span_model(folder: Path, backend: str) -> SpanFinder:
+    # One copy per process: the model is read-only and thread-safe, and every service start
+    # (tests start many) would otherwise load it again.
+    from qa.ask.span_model import load_span_model
+
+    return load_span_model(folder, backend=backend)
 
 
 def load_reranker(settings: Settings) -> Rerank | None:

@@ -130,9 +130,9 @@ class QAService:
         else:
             self.reload()
         self.encoder.encode("warm-up")  # the first forward pass is slow; take it before traffic
-        if self.settings.reader is not None or self.settings.reranker is not None:
-            # A bad model folder fails the start, not the first question.
-            _ = self.reader, self.rerank
+        # A bad model folder (reader, reranker, span reader) fails the start, not the first
+        # question, and loading the models is not charged to the first question.
+        _ = self.reader, self.rerank
         if poll and self.settings.reload_interval > 0:
             self._poller = threading.Thread(target=self._poll, name="index-poller", daemon=True)
             self._poller.start()

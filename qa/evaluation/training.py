@@ -17,7 +17,7 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,14 @@ from qa.ask.answerer import (
     REFUSAL_FEATURES,
     AnswererWeights,
     LearnedReader,
+    SpanFinder,
     file_sha256,
+    pick_span,
     refusal_features,
     weights_json,
 )
 from qa.ask.logistic import LinearModel, fit_logistic
-from qa.ask.spans import SPAN_FEATURES, best_span, span_candidates, span_features
+from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.embed.registry import model_id_for
 from qa.evaluation.asked import Asked, AskedSet, collect, context_for, scores_for
@@ -155,10 +157,14 @@ def _fit_span(per_question: Sequence[tuple[Asked, Any, npt.NDArray[np.float64]]]
 
 
 def report_fold(
-    asked: AskedSet, weights: AnswererWeights, fold: Callable[[Asked], bool]
+    asked: AskedSet,
+    weights: AnswererWeights,
+    fold: Callable[[Asked], bool],
+    span: SpanFinder | None = None,
 ) -> dict[str, float]:
-    """Figures of the questions ``fold`` selects, answered by a LearnedReader with ``weights``."""
-    reader = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights)
+    """Figures of the questions ``fold`` selects, answered by a LearnedReader with ``weights``
+    (and the span model ``span``; ``None``: the linear span scorer)."""
+    reader = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights, span_model=span)
     answerable = [a for a in asked.answerable if fold(a)]
     right = refused = forced = by_rule = 0
     f1 = exact = 0.0
@@ -171,9 +177,9 @@ def report_fold(
             by_rule += is_unknown_terms_reason(outcome.reason)
             continue
         right += contains_gold(outcome.text, a.answers)
-        span = outcome.span.text if outcome.span else None
-        f1 += token_f1(span, a.answers)
-        exact += exact_match(span, a.answers)
+        shown = outcome.span.text if outcome.span else None
+        f1 += token_f1(shown, a.answers)
+        exact += exact_match(shown, a.answers)
 
     def refused_share(group: Sequence[Asked]) -> float:
         chosen = [a for a in group if fold(a)]
@@ -192,14 +198,19 @@ def report_fold(
         "answerable_refused_unknown_terms": by_rule / n,
         "span_f1": f1 / n,
         "span_exact_match": exact / n,
-        "span_f1_given_gold_sentence": _span_f1_on_gold_sentences(asked.gen, weights, answerable),
+        "span_f1_given_gold_sentence": _span_f1_on_gold_sentences(
+            asked.gen, weights, answerable, span
+        ),
         "unanswerable_refused": refused_share(asked.unanswerable),
         "near_miss_refused": refused_share(asked.near_miss),
     }
 
 
 def _span_f1_on_gold_sentences(
-    gen: IndexGeneration, weights: AnswererWeights, answerable: Sequence[Asked]
+    gen: IndexGeneration,
+    weights: AnswererWeights,
+    answerable: Sequence[Asked],
+    finder: SpanFinder | None,
 ) -> float:
     """Span F1 when the span model is given a sentence that holds the gold answer (a ceiling of
     the span model alone; questions without such a candidate sentence are left out)."""
@@ -209,7 +220,7 @@ def _span_f1_on_gold_sentences(
         gold = next((c for c in cands if _gold(c.text, c.hit.passage.source, a)), None)
         if gold is None:
             continue
-        span = best_span(gold.text, a.question, weights.span)
+        span = pick_span(a.question, gold.text, weights, finder)
         n += 1
         total += token_f1(gold.text[span[0] : span[1]] if span else None, a.answers)
     return total / max(n, 1)
@@ -220,9 +231,17 @@ def _negatives(asked: AskedSet) -> list[Asked]:
 
 
 def train(
-    path: Path, settings: Settings, *, cache: Path, limit: int | None = None
+    path: Path,
+    settings: Settings,
+    *,
+    cache: Path,
+    limit: int | None = None,
+    span_finders: Mapping[int, SpanFinder] | None = None,
 ) -> tuple[AnswererWeights, dict[str, Any]]:
-    """Held-out figures per fold and over all folds, then the weights fitted on every fold."""
+    """Held-out figures per fold and over all folds, then the weights fitted on every fold.
+
+    ``span_finders`` (fold -> span model trained without that fold) replaces the linear span
+    scorer in the held-out figures (``qa train-span-reader --end-to-end``)."""
     asked = collect(path, settings, cache, limit)
     folds: list[dict[str, float]] = []
     for f in range(FOLDS):
@@ -237,7 +256,8 @@ def train(
             [a for a in asked.answerable if not held_out(a)],
             [a for a in _negatives(asked) if not held_out(a)],
         )
-        folds.append(report_fold(asked, weights, held_out))
+        span = span_finders.get(f) if span_finders is not None else None
+        folds.append(report_fold(asked, weights, held_out, span))
         log.info("fold %s: %s", f, folds[-1])
     total = sum(f["questions"] for f in folds) or 1
     pooled = {

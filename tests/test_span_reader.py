@@ -1,0 +1,323 @@
+"""The fine-tuned span reader: decoding, deterministic training, the shipped folder's checks,
+and the bold span it gives the learned reader (exact offsets, inside the quoted sentence).
+
+Training runs on a tiny randomly initialised BERT built here, on a handful of examples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.ask.answer import Answer
+from qa.ask.answerer import LearnedReader, load_weights
+from qa.ask.span_model import (
+    DEFAULT_SPAN_READER,
+    MANIFEST_NAME,
+    WEIGHTS_NAME,
+    SpanChoice,
+    decode_span,
+    load_span_model,
+)
+from qa.ask.spans import best_span
+from qa.config import Settings
+from qa.errors import ConfigError, ReaderError
+from qa.evaluation.span_command import manifest, write_folder
+from qa.evaluation.span_training import SpanExample, TrainConfig, fine_tune, half, train_in
+from qa.ingest.sentences import split_sentences
+from tests.conftest import SEEDS
+from tests.tiny_hf import copy_tokenizer, tiny_config
+
+QUESTION = "How many US-funded enterprises had Chongqing approved?"
+SENTENCES = [
+    (
+        "How many enterprises had Chongqing approved?",
+        "Chongqing had approved 535 enterprises.",
+        "535",
+    ),
+    (
+        "Where was the festival first held?",
+        "The festival was first held in Leeds in 1987.",
+        "Leeds",
+    ),
+    ("When was the festival first held?", "The festival was first held in Leeds in 1987.", "1987"),
+    ("Who founded the company?", "The company was founded by Ada Byron in London.", "Ada Byron"),
+]
+CONFIG = TrainConfig(epochs=2, batch_size=2, unfreeze=1, lora_rank=2, threads=1, max_length=48)
+
+
+def examples() -> list[SpanExample]:
+    out = []
+    for question, sentence, answer in SENTENCES:
+        start = sentence.index(answer)
+        out.append(
+            SpanExample(question, sentence, start, start + len(answer), (answer,), article=0)
+        )
+    return out
+
+
+def build_base(folder: Path, seed: int = 0) -> Path:
+    """A tiny random BERT encoder (no QA head), saved with the bundled tokenizer."""
+    import torch
+    from transformers import BertModel
+
+    vocab = copy_tokenizer(folder)
+    torch.manual_seed(seed)
+    BertModel(tiny_config(vocab)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_base(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="module")
+def trained(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("span_reader")
+    data = tmp_path_factory.mktemp("data") / "data.json"
+    data.write_text("{}")
+    write_folder(out, half(fine_tune(examples(), base, CONFIG)), manifest(data, base, CONFIG, 4))
+    return out
+
+
+# -- decoding ----------------------------------------------------------------------------------
+def test_decoded_span_stays_inside_the_window_and_under_the_length_limit() -> None:
+    offsets = [(0, 0), (0, 3), (4, 7), (8, 11), (12, 15), (16, 19)]
+    in_context = [False, True, True, True, True, True]
+    start = np.asarray([9, 8, 1, 2, 0, 0], dtype=np.float32)  # token 1 is the best start
+    end = np.asarray([9, 0, 0, 1, 2, 8], dtype=np.float32)  # token 5 is the best end
+    whole = decode_span(start, end, offsets, in_context, (0, 19), max_tokens=10)
+    assert whole is not None
+    assert (whole.start, whole.end) == (offsets[1][0], offsets[5][1])
+    assert whole.null_score == start[0] + end[0]
+    inner = decode_span(start, end, offsets, in_context, (4, 15), max_tokens=10)
+    assert inner is not None
+    assert 4 <= inner.start < inner.end <= 15
+    short = decode_span(start, end, offsets, in_context, (0, 19), max_tokens=2)
+    assert short is not None
+    covered = [t for t, (s, e) in enumerate(offsets) if short.start <= s and e <= short.end]
+    assert 1 <= len([t for t in covered if in_context[t]]) <= 2
+    assert decode_span(start, end, offsets, in_context, (20, 30)) is None
+
+
+# -- training ----------------------------------------------------------------------------------
+def test_training_twice_writes_the_same_bytes(base: Path, trained: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text("{}")
+    again = tmp_path / "again"
+    write_folder(again, half(fine_tune(examples(), base, CONFIG)), manifest(data, base, CONFIG, 4))
+    for name in (WEIGHTS_NAME, MANIFEST_NAME):
+        assert (again / name).read_bytes() == (trained / name).read_bytes()
+
+
+def test_training_in_a_worker_process_gives_the_same_tensors(base: Path) -> None:
+    """``qa train-span-reader --jobs N`` trains folds in spawned processes: same bytes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    here = train_in(None, examples(), base, CONFIG).result()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        there = train_in(pool, examples(), base, CONFIG).result()
+    assert sorted(there) == sorted(here)
+    assert all(torch.equal(there[name], here[name]) for name in here)
+
+
+def test_training_changes_only_the_head_and_the_top_layer(base: Path) -> None:
+    from transformers import BertModel
+
+    tensors = fine_tune(
+        examples()[:2], base, TrainConfig(epochs=1, unfreeze=1, lora_rank=0, threads=1)
+    )
+    top = "bert.encoder.layer.1."
+    assert {k.split(".")[0] for k in tensors} == {"bert", "qa_outputs"}
+    assert all(k.startswith((top, "qa_outputs.")) for k in tensors)
+    before = BertModel.from_pretrained(base).state_dict()
+    moved = [k for k in tensors if k.startswith(top) and k[5:] in before]
+    assert any(not np.allclose(tensors[k].numpy(), before[k[5:]].numpy()) for k in moved)
+
+
+def test_unfreezing_more_layers_than_the_model_has_is_refused(base: Path) -> None:
+    with pytest.raises(ConfigError, match="unfreeze must be between 0 and 2, got 3"):
+        fine_tune(examples(), base, TrainConfig(epochs=1, unfreeze=3, threads=1))
+
+
+# -- loading -----------------------------------------------------------------------------------
+def test_the_loaded_reader_adds_the_low_rank_deltas(base: Path, trained: Path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(trained / WEIGHTS_NAME)
+    name = next(k[: -len(".lora_a")] for k in tensors if k.endswith(".lora_a"))
+    model = load_span_model(trained, base=base)._model
+    from transformers import AutoModelForQuestionAnswering
+
+    plain = AutoModelForQuestionAnswering.from_pretrained(base)
+    weight = dict(model.named_parameters())[name + ".weight"].detach()
+    if name + ".weight" in tensors:  # an unfrozen layer: its trained weight, then the delta
+        start = tensors[name + ".weight"].float()
+    else:
+        start = dict(plain.named_parameters())[name + ".weight"].detach()
+    delta = tensors[name + ".lora_b"].float() @ tensors[name + ".lora_a"].float()
+    assert float(delta.abs().max()) > 0
+    assert np.allclose(weight.numpy(), (start + delta).numpy(), atol=1e-6)
+
+
+def test_spans_are_exact_and_inside_the_window(base: Path, trained: Path) -> None:
+    reader = load_span_model(trained, base=base)
+    for question, sentence, _ in SENTENCES:
+        context = f"Before it. {sentence} After it."
+        lo = context.index(sentence)
+        choice = reader.find(question, context, (lo, lo + len(sentence)))
+        assert choice is not None
+        assert lo <= choice.start < choice.end <= lo + len(sentence)
+        text = context[choice.start : choice.end]
+        assert text == text.strip()
+        assert text in sentence
+
+
+def test_the_onnx_graph_gives_the_torch_logits(
+    base: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDQA_CACHE", str(tmp_path))
+    by_torch = load_span_model(trained, base=base, backend="torch")
+    by_onnx = load_span_model(trained, base=base, backend="onnx")
+    assert list(tmp_path.glob("onnx/span-*/model.onnx"))
+    items = [(q, s, (0, len(s))) for q, s, _ in SENTENCES]
+    for a, b in zip(by_torch.find_many(items), by_onnx.find_many(items), strict=True):
+        assert a is not None
+        assert b is not None
+        assert (a.start, a.end) == (b.start, b.end)
+        assert abs(a.score - b.score) < 1e-3
+        assert abs(a.null_score - b.null_score) < 1e-3
+
+
+def test_a_reader_trained_on_another_base_model_is_refused(trained: Path, tmp_path: Path) -> None:
+    other = build_base(tmp_path / "other", seed=1)
+    with pytest.raises(ReaderError, match=r"trained on base model .* but the base model at"):
+        load_span_model(trained, base=other)
+
+
+def test_a_missing_or_broken_weights_file_is_named(
+    base: Path, trained: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / MANIFEST_NAME).write_bytes((trained / MANIFEST_NAME).read_bytes())
+    with pytest.raises(ReaderError, match=f"weights '{folder / WEIGHTS_NAME}' are unreadable"):
+        load_span_model(folder, base=base)
+    (folder / WEIGHTS_NAME).write_bytes(b"not safetensors")
+    with pytest.raises(ReaderError, match="are unreadable"):
+        load_span_model(folder, base=base)
+    with pytest.raises(ReaderError, match=f"'{tmp_path / 'absent'}' does not exist"):
+        load_span_model(tmp_path / "absent", base=base)
+    (folder / MANIFEST_NAME).write_text('{"version": 99}')
+    with pytest.raises(ReaderError, match="has version 99"):
+        load_span_model(folder, base=base)
+
+
+# -- wiring ------------------------------------------------------------------------------------
+class LastWord:
+    """A stand-in span model: the last word of the context (one the linear scorer avoids)."""
+
+    def find(
+        self, question: str, context: str, window: tuple[int, int] | None = None
+    ) -> SpanChoice | None:
+        words = context.rstrip(".").split()
+        end = len(context.rstrip("."))
+        return SpanChoice(end - len(words[-1]), end, 1.0, 0.0)
+
+
+def _ask(settings: Settings, monkeypatch: pytest.MonkeyPatch, finder: object) -> object:
+    from qa.ask import pipeline
+    from qa.ask.service import QAService
+    from qa.index.builder import build_index
+
+    monkeypatch.setattr(pipeline, "load_span_finder", lambda s: finder)
+    build_index(settings)
+    service = QAService(settings.replace(retrieval_mode="bm25"))
+    try:
+        return service.ask(QUESTION).answer
+    finally:
+        service.close()
+
+
+def test_the_bold_span_is_the_span_models_with_exact_offsets(
+    settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = _ask(settings, monkeypatch, LastWord())
+    linear = _ask(settings, monkeypatch, None)
+    assert isinstance(answer, Answer)
+    assert isinstance(linear, Answer)
+    assert answer.span is not None
+    assert linear.span is not None
+    raw = (seeds_dir / answer.source).read_text(encoding="utf-8")
+    assert raw[answer.span.start : answer.span.end] == answer.span.text
+    assert answer.start <= answer.span.start < answer.span.end <= answer.end
+    assert answer.span.text == answer.text.rstrip(".").split()[-1]
+    assert answer.span.text != linear.span.text
+
+
+def test_features_setting_falls_back_to_the_linear_scorer(
+    settings: Settings, seeds_dir: Path
+) -> None:
+    from qa.ask.pipeline import load_reader, load_span_finder
+    from qa.ask.service import QAService
+    from qa.index.builder import build_index
+
+    features = settings.replace(span_model="features", retrieval_mode="bm25")
+    assert load_span_finder(features) is None
+    assert isinstance(load_reader(features), LearnedReader)
+    build_index(features)
+    service = QAService(features)
+    try:
+        answer = service.ask(QUESTION).answer
+    finally:
+        service.close()
+    assert answer is not None
+    assert answer.span is not None
+    raw = (seeds_dir / answer.source).read_text(encoding="utf-8")
+    s, e = next((s, e) for s, e in split_sentences(raw) if s <= answer.span.start < e)
+    found = best_span(raw[s:e], QUESTION, load_weights().span)
+    assert found is not None
+    assert raw[s + found[0] : s + found[1]] == answer.span.text
+
+
+def test_a_span_model_folder_that_does_not_exist_stops_the_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from qa.ask.service import QAService
+    from qa.index.builder import build_index
+
+    build_index(settings)
+    missing = tmp_path / "nowhere"
+    service = QAService(settings.replace(span_model=str(missing)))
+    with pytest.raises(ReaderError, match=f"span reader folder '{missing}' does not exist"):
+        service.start(update=False, poll=False)
+    service.close()
+
+
+@pytest.mark.model
+def test_the_shipped_reader_starts_its_span_at_the_number_asked_for() -> None:
+    # The example of issue 10: the linear scorer bolded "1,753.18 million" here, not "535". The
+    # shipped reader's span starts at "535" (it runs on past it: see docs/quality.md).
+    raw = next(SEEDS.glob("004_*.txt")).read_text(encoding="utf-8")
+    s, e = next((s, e) for s, e in split_sentences(raw) if "535" in raw[s:e])
+    reader = load_span_model(DEFAULT_SPAN_READER)
+    choice = reader.find("How many US-funded enterprises had Chongqing approved by 2013?", raw[s:e])
+    assert choice is not None
+    assert raw[s + choice.start : s + choice.end].startswith("535 ")
+
+
+def test_the_span_model_flag_and_setting_reach_the_settings(no_env: None) -> None:
+    from qa.cli import build_parser, settings_from
+
+    args = build_parser().parse_args(["ask", "--span-model", "features", "a question"])
+    assert settings_from(args).span_model == "features"
+    assert Settings.load(environ={"QA_SPAN_MODEL": "/x/reader"}).span_model == "/x/reader"
+    with pytest.raises(ConfigError, match="span_model must be 'learned', 'features' or the path"):
+        Settings(span_model=" ")
