@@ -14,7 +14,7 @@ import logging
 import platform
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -80,6 +80,8 @@ def build_index(
     wait: float = 0.0,
     progress: bool = False,
     before: Callable[[], None] | None = None,
+    paths: Collection[str] | None = None,
+    run_policy: bool = True,
 ) -> BuildSummary:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
 
@@ -91,8 +93,13 @@ def build_index(
     for this build and closed after it).
     ``before`` runs under the lock before the seeds are read: a change to the seeds made there
     (an upload, a deletion) is never raced by another build.
+    ``paths`` (sources relative to the seeds folder) are the files the caller changed (an
+    upload, a deletion, the watcher's events): only they are stat'ed and read, the stat cache
+    vouches for the rest (a full scan when it cannot: see :mod:`qa.index.seedscan`).
     The merge policy runs after the build has published and released the lock, so a merge
-    never holds up another build (:func:`qa.index.merge.merge_segments`).
+    never holds up another build (:func:`qa.index.merge.merge_segments`); ``run_policy=False``
+    leaves it to the caller (the service runs it on a background thread). A forced ``merge``
+    always runs here.
     """
     own = executor is None
     # Made before the lock is taken: a missing extra is refused without touching the index.
@@ -108,6 +115,7 @@ def build_index(
                 rebuild=rebuild,
                 rehash=rehash,
                 progress=progress,
+                paths=None if rebuild or rehash else paths,
             )
     finally:
         if own:
@@ -115,7 +123,8 @@ def build_index(
     if summary.changed and summary.generation:
         summary.published.append(summary.generation)
     # Nothing changed and no merge asked: the policy already ran after the last change.
-    merged = merge_segments(settings, force=merge) if summary.changed or merge else None
+    policy = run_policy and summary.changed
+    merged = merge_segments(settings, force=merge) if policy or merge else None
     if merged is not None:
         summary.generation, summary.merged = merged, True
         summary.published.append(merged)
@@ -148,13 +157,14 @@ def _build_locked(
     rebuild: bool,
     rehash: bool,
     progress: bool,
+    paths: Collection[str] | None,
 ) -> BuildSummary:
     """The build itself, under the lock."""
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
     previous = _load_previous(settings, rebuild=rebuild)
-    changes = find_changes(settings, previous, rehash=rehash or rebuild)
+    changes = find_changes(settings, previous, rehash=rehash or rebuild, paths=paths)
     skipped = changes.scan.skipped
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     new, records, gone, embedder_ = collect_passages(

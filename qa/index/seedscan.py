@@ -7,11 +7,17 @@ token, every file the cache trusts is indexed with exactly its cached hash, so o
 read now and the files gone are compared with the index, and the work is O(changes) after a
 stat of each file. Otherwise (a first build, a build that failed after the scan, ``--rehash``)
 every trusted hash is compared with the index's, O(documents) in memory.
+
+A build told which paths changed (an upload, a deletion, the folder watcher) does not even stat
+the other files: :func:`qa.ingest.namedscan.scan_named` looks at the named paths only and trusts
+the cache for the rest, but only while the cache's ``documents_id`` is the live generation's;
+otherwise (and for anything but plain files) the whole folder is scanned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +25,11 @@ from qa.config import Settings
 from qa.errors import SeedFileError
 from qa.index import storage as store
 from qa.index.generation import IndexGeneration
+from qa.ingest.namedscan import scan_named
 from qa.ingest.seeds import SeedFile, SkippedFile, read_seed
 from qa.ingest.statcache import ScanResult, StatCache, scan_changes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,12 +46,22 @@ class SeedChanges:
     cache: StatCache | None
     #: Whether only the changes were compared with the index.
     incremental: bool
+    #: Whether only the named paths were looked at (no stat of the other files).
+    targeted: bool = False
 
 
 def find_changes(
-    settings: Settings, previous: IndexGeneration | None, *, rehash: bool
+    settings: Settings,
+    previous: IndexGeneration | None,
+    *,
+    rehash: bool,
+    paths: Collection[str] | None = None,
 ) -> SeedChanges:
-    """Scan the seeds folder and line it up with ``previous`` (the live generation)."""
+    """Scan the seeds folder and line it up with ``previous`` (the live generation).
+
+    ``paths`` (sources relative to the seeds folder) are the only files that changed, if the
+    caller knows: then only they are looked at, when the stat cache is in step with
+    ``previous``."""
     docs = previous.documents if previous is not None else None
 
     def known(content_hash: str) -> Mapping[str, Any] | None:
@@ -52,8 +71,15 @@ def find_changes(
         return extracted if isinstance(extracted, Mapping) else None
 
     cache = None if rehash else store.read_stat_cache(settings.index_dir)
-    found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
     live_id = previous.manifest.get("documents_id") if previous is not None else None
+    found = None
+    if paths is not None and cache is not None and live_id and cache.documents_id == live_id:
+        found = scan_named(settings.seeds_dir, cache, paths, known=known)
+    targeted = found is not None
+    if found is None:
+        if paths is not None:
+            log.info("targeted scan not possible (stale cache or a folder changed): full scan")
+        found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
     if docs is not None and live_id and found.documents_id == live_id:
         prev: dict[str, str] = {}
         for source in [f.source for f in found.read] + found.vanished:
@@ -61,7 +87,7 @@ def find_changes(
             if record is not None:
                 prev[source] = str(record["hash"])
         vanished = set(found.vanished)
-        return SeedChanges(found.read, vanished, prev, found.count, found, cache, True)
+        return SeedChanges(found.read, vanished, prev, found.count, found, cache, True, targeted)
     prev = docs.hashes() if docs is not None else {}
     files = list(found.read)
     trusted = found.trusted
