@@ -17,9 +17,10 @@ from qa.index import storage as store
 from qa.index.builder import build_index
 from qa.index.generation import load_index
 from qa.ingest import statcache
+from qa.ingest.statcache import RACY_WINDOW_NS
 
 from .conftest import SEED_NAMES
-from .test_statcache import _age_all, _rewrite_same_stat, _sha
+from .test_statcache import _age, _age_all, _rewrite_same_stat, _sha
 
 
 def _texts(settings: Settings, source: str) -> str:
@@ -201,3 +202,41 @@ def test_the_watcher_names_the_changed_files(tmp_path: Path) -> None:
         watcher.stop()
     assert calls[0] is not None
     assert {"sub/new.txt", "old.txt"} <= calls[0]
+
+
+def test_targeted_builds_keep_a_delta_that_agrees_with_the_folder(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.index import seedscan, statstore
+    from qa.ingest.statcache import scan_changes
+
+    settings = _built(settings)
+    base = settings.index_dir / statstore.STAT_CACHE
+    before = base.stat()
+    (settings.seeds_dir / SEED_NAMES[0]).unlink()
+    edited = settings.seeds_dir / SEED_NAMES[1]
+    edited.write_text(edited.read_text() + "\nA correction.\n", "utf-8")
+    _age(edited, 60 * RACY_WINDOW_NS)  # old enough for the cache to keep its hash
+    (settings.seeds_dir / "new.txt").write_text("New\n\nA heron at the harbour.\n", "utf-8")
+    for name in (SEED_NAMES[0], SEED_NAMES[1], "new.txt"):
+        assert build_index(settings, paths=[name]).changed
+    after = base.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), (
+        "a targeted build rewrote the whole stat cache"
+    )
+    assert (settings.index_dir / statstore.STAT_DELTA).is_file()
+    # The cache with its delta is what a full scan of the folder finds (only the racy new
+    # file, written just now, is read again).
+    scan = scan_changes(settings.seeds_dir, store.read_stat_cache(settings.index_dir))
+    assert [f.source for f in scan.read] == ["new.txt"]
+    assert scan.vanished == []
+    assert set(scan.trusted) == set(SEED_NAMES[1:])
+    # Past MAX_DELTA entries the delta is folded into the cache.
+    monkeypatch.setattr(seedscan, "MAX_DELTA", 1)
+    edited.write_text(edited.read_text() + "\nA second correction.\n", "utf-8")
+    assert build_index(settings, paths=[SEED_NAMES[1]]).updated == 1
+    assert not (settings.index_dir / statstore.STAT_DELTA).exists()
+    cache = store.read_stat_cache(settings.index_dir)
+    assert cache is not None
+    assert set(cache.entries) == set(SEED_NAMES[1:]) | {"new.txt"}
+    assert build_index(settings).changed is False

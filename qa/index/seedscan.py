@@ -23,11 +23,12 @@ from typing import Any
 
 from qa.config import Settings
 from qa.errors import SeedFileError
-from qa.index import storage as store
+from qa.index import statstore
 from qa.index.generation import IndexGeneration
 from qa.ingest.namedscan import scan_named
 from qa.ingest.seeds import SeedFile, SkippedFile, read_seed
 from qa.ingest.statcache import ScanResult, StatCache, scan_changes
+from qa.ingest.statdelta import MAX_DELTA, fold
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,19 @@ def find_changes(
         extracted = record.get("extracted") if record is not None else None
         return extracted if isinstance(extracted, Mapping) else None
 
-    cache = None if rehash else store.read_stat_cache(settings.index_dir)
+    cache = None
     live_id = previous.manifest.get("documents_id") if previous is not None else None
     found = None
-    if paths is not None and cache is not None and live_id and cache.documents_id == live_id:
-        found = scan_named(settings.seeds_dir, cache, paths, known=known)
+    if paths is not None and not rehash and live_id:
+        view, delta = statstore.read_stat_view(settings.index_dir)
+        found = scan_named(settings.seeds_dir, view, delta, paths, known=known)
+        if found is not None and found.documents_id != live_id:
+            found = None  # the cache was not written after the live generation
     targeted = found is not None
     if found is None:
         if paths is not None:
             log.info("targeted scan not possible (stale cache or a folder changed): full scan")
+        cache = None if rehash else statstore.read_stat_cache(settings.index_dir)
         found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
     if docs is not None and live_id and found.documents_id == live_id:
         prev: dict[str, str] = {}
@@ -106,10 +111,21 @@ def find_changes(
 
 
 def save_cache(settings: Settings, changes: SeedChanges, documents_id: str | None) -> None:
-    """Keep the scan's stat cache, stamped with the live generation's ``documents_id``."""
+    """Keep the scan's stat cache, stamped with the live generation's ``documents_id``: a
+    targeted scan's delta, or the whole cache (a delta grown large is folded in)."""
+    delta = changes.scan.delta
+    if delta is not None:
+        delta.documents_id = documents_id or ""
+        if len(delta.entries) <= MAX_DELTA:
+            statstore.write_stat_delta(settings.index_dir, delta)
+            return
+        view = statstore.read_stat_view(settings.index_dir)[0]
+        if view is not None:
+            statstore.write_stat_cache(settings.index_dir, fold(view.cache, delta))
+            return
     new = changes.scan.cache
     new.documents_id = documents_id or ""
     old = changes.cache
     if old is not None and old.documents_id == new.documents_id and old.same_files(new):
         return
-    store.write_stat_cache(settings.index_dir, new)
+    statstore.write_stat_cache(settings.index_dir, new)

@@ -19,16 +19,15 @@ import os
 import stat
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from qa.errors import SeedFileError
 from qa.ingest.seeds import DEFAULT_MAX_BYTES, KnownTexts, SkippedFile, read_seed, skip_reason
-from qa.ingest.statcache import RACY_WINDOW_NS, ScanResult, StatCache
+from qa.ingest.statcache import RACY_WINDOW_NS, Entry, ScanResult, StatCache
+from qa.ingest.statdelta import BaseView, StatDelta
 
 
 class _Fallback(Exception):
@@ -36,14 +35,40 @@ class _Fallback(Exception):
 
 
 @dataclass
-class _Edits:
-    """Changes to the cache: rows to drop, rows to rewrite, entries to add."""
+class _Known:
+    """The cache as the targeted scan sees it: the base view overlaid with the delta."""
 
-    drop: list[int] = field(default_factory=list)
-    rewrite: dict[int, tuple[int, int, int, bytes]] = field(default_factory=dict)
-    add: list[tuple[bytes, tuple[int, int, int, bytes]]] = field(default_factory=list)
-    #: Cache rows of the files looked at (the others are trusted).
-    looked: list[int] = field(default_factory=list)
+    view: BaseView
+    delta: dict[str, Entry | None]
+
+    def get(self, source: str) -> Entry | None:
+        if source in self.delta:
+            return self.delta[source]
+        row = self.view.rows.get(source.encode("utf-8", "surrogateescape"), -1)
+        return None if row < 0 else self.view.entry(row)
+
+    def has_under(self, source: str) -> bool:
+        """Whether the cache holds a file under folder ``source``."""
+        key = source.encode("utf-8", "surrogateescape") + b"/"
+        if any(k.startswith(source + "/") and e is not None for k, e in self.delta.items()):
+            return True
+        return any(s.startswith(key) for s in self.view.cache.sources)
+
+    def racy(self) -> set[str]:
+        """Sources whose entry waits for a second read (no hash yet)."""
+        sources = self.view.cache.sources
+        out = {sources[i].decode("utf-8", "surrogateescape") for i in self.view.racy}
+        out -= set(self.delta)
+        out |= {k for k, e in self.delta.items() if e is not None and not e[3]}
+        return out
+
+    def count(self) -> int:
+        """Files the cache holds."""
+        n = len(self.view.rows)
+        for source, entry in self.delta.items():
+            in_base = source.encode("utf-8", "surrogateescape") in self.view.rows
+            n += (entry is not None and not in_base) - (entry is None and in_base)
+        return n
 
 
 def _signed(inode: int) -> int:
@@ -71,135 +96,84 @@ def _check_parents(seeds_dir: Path, source: str) -> None:
             raise _Fallback(source)
 
 
-def _row(cache: StatCache, key: bytes) -> int:
-    try:
-        return cache.sources.index(key)
-    except ValueError:
-        return -1
-
-
 def _look(
     seeds_dir: Path,
-    cache: StatCache,
+    known_files: _Known,
     source: str,
     *,
     started: int,
     known: KnownTexts | None,
     max_bytes: int,
     out: ScanResult,
-    edits: _Edits,
-) -> None:
-    """Stat and read ``source``, recording what it became in ``out`` and ``edits``."""
-    key = source.encode("utf-8", errors="surrogateescape")
-    row = _row(cache, key)
-    if row >= 0:
-        edits.looked.append(row)
+) -> Entry | None:
+    """Stat and read ``source``, recording it in ``out``; its new cache entry (``None``: not
+    an article now)."""
     path = seeds_dir / source
     _check_parents(seeds_dir, source)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        if row < 0 and any(s.startswith(key + b"/") for s in cache.sources):
+        if known_files.get(source) is None and known_files.has_under(source):
             raise _Fallback(source) from None  # a folder went away
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
         raise _Fallback(source)  # a folder came (or was renamed) in
-    reason = None if st is None else skip_reason(path, seeds_dir.resolve())
-    seed = None
-    if st is not None and reason is None:
-        if stat.S_ISLNK(st.st_mode):
-            st = os.stat(path)
-        try:
-            seed = read_seed(seeds_dir, path, max_bytes=max_bytes, known=known)
-        except SeedFileError as exc:
-            out.skipped.append(SkippedFile(source, str(exc)))
-        except OSError as exc:
-            out.skipped.append(SkippedFile(source, f"cannot be read: {exc}"))
-    elif reason is not None:
+    reason = skip_reason(path, seeds_dir.resolve())
+    if reason is not None:
         out.skipped.append(SkippedFile(source, f"'{source}' {reason}"))
-    if seed is None or st is None:
-        if row >= 0:
-            edits.drop.append(row)
-            out.vanished.append(source)
-        return
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        st = os.stat(path)
+    try:
+        seed = read_seed(seeds_dir, path, max_bytes=max_bytes, known=known)
+    except SeedFileError as exc:
+        out.skipped.append(SkippedFile(source, str(exc)))
+        return None
+    except OSError as exc:
+        out.skipped.append(SkippedFile(source, f"cannot be read: {exc}"))
+        return None
     out.read.append(seed)
     racy = st.st_mtime_ns >= started - RACY_WINDOW_NS
-    sha = b"" if racy else seed.content_hash.encode("ascii")
-    entry = (st.st_size, st.st_mtime_ns, _signed(st.st_ino), sha)
-    if row >= 0:
-        edits.rewrite[row] = entry
-    else:
-        edits.add.append((key, entry))
-
-
-def _column(
-    old: npt.NDArray[Any], rewrite: dict[int, Any], drop: list[int], add: list[Any], dtype: str
-) -> npt.NDArray[Any]:
-    """One cache column with rows rewritten, dropped and added."""
-    col = old.copy()
-    for row, value in rewrite.items():
-        col[row] = value
-    return np.concatenate([np.delete(col, drop), np.asarray(add, dtype=dtype)])
-
-
-def _apply(cache: StatCache, edits: _Edits) -> tuple[StatCache, list[bytes]]:
-    """The cache after ``edits``, and the sources of the rows not looked at (trusted)."""
-    trusted = list(cache.sources)
-    for row in sorted(set(edits.looked), reverse=True):
-        del trusted[row]
-    drop = sorted(set(edits.drop), reverse=True)
-    sources = list(cache.sources)
-    for row in drop:
-        del sources[row]
-    sources.extend(key for key, _ in edits.add)
-    old = (cache.size, cache.mtime, cache.inode, cache.sha256)
-    cols = [
-        _column(
-            old[j],
-            {r: e[j] for r, e in edits.rewrite.items()},
-            drop,
-            [e[j] for _, e in edits.add],
-            "S64" if j == 3 else "int64",
-        )
-        for j in range(4)
-    ]
-    return StatCache(sources, cols[0], cols[1], cols[2], cols[3]), trusted
+    sha = "" if racy else seed.content_hash
+    return (st.st_size, st.st_mtime_ns, _signed(st.st_ino), sha)
 
 
 def scan_named(
     seeds_dir: Path,
-    cache: StatCache | None,
+    view: BaseView | None,
+    delta: StatDelta | None,
     names: Collection[str],
     *,
     known: KnownTexts | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ScanResult | None:
     """Scan only ``names`` (sources relative to ``seeds_dir``) and the cache's racy entries,
-    trusting ``cache`` for every other file; ``None`` when the whole folder must be scanned."""
-    if cache is None or not cache.documents_id or not seeds_dir.is_dir():
+    trusting the cache (``view`` and its ``delta``) for every other file; ``None`` when the
+    whole folder must be scanned. The scan's changes to the cache are its ``delta``."""
+    if view is None or not seeds_dir.is_dir():
         return None
+    base_id = view.cache.documents_id
+    if delta is None or delta.base_id != base_id:
+        delta = StatDelta(base_id, base_id)
+    files = _Known(view, dict(delta.entries))
     started = time.time_ns()
-    waiting = np.flatnonzero(cache.sha256 == b"").tolist()
-    racy = {cache.sources[i].decode("utf-8", "surrogateescape") for i in waiting}
-    out = ScanResult([], [], np.zeros(0, "S64"), [], [], StatCache(), cache.documents_id)
-    edits = _Edits()
+    out = ScanResult([], [], np.zeros(0, "S64"), [], [], StatCache(), delta.documents_id)
+    total = files.count()
+    present = 0
     try:
         sources = {s for s in (_source_of(n) for n in names) if s is not None}
-        for source in sorted(sources | racy):
-            _look(
-                seeds_dir,
-                cache,
-                source,
-                started=started,
-                known=known,
-                max_bytes=max_bytes,
-                out=out,
-                edits=edits,
+        for source in sorted(sources | files.racy()):
+            before = files.get(source)
+            entry = _look(
+                seeds_dir, files, source, started=started, known=known, max_bytes=max_bytes, out=out
             )
+            present += before is not None
+            if before is not None and entry is None:
+                out.vanished.append(source)
+            if before is not None or entry is not None:
+                files.delta[source] = entry
     except _Fallback:
         return None
-    keep = np.ones(len(cache.sources), dtype=bool)
-    keep[edits.looked] = False
-    out.cache, out.trusted_sources = _apply(cache, edits)
-    out.trusted_hashes = cache.sha256[keep]
+    out.trusted_count = total - present
+    out.delta = StatDelta(base_id, delta.documents_id, files.delta)
     return out

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from qa.ingest.seeds import (
     read_seed,
     skip_reason,
 )
+
+if TYPE_CHECKING:
+    from qa.ingest.statdelta import StatDelta
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,10 @@ class ScanResult:
     cache: StatCache
     #: The ``documents_id`` of the cache the scan started from ("" without one).
     documents_id: str = ""
+    #: A targeted scan (:mod:`qa.ingest.namedscan`) lists no trusted file: it counts them,
+    #: and keeps its changes as a delta (:mod:`qa.ingest.statdelta`) instead of ``cache``.
+    trusted_count: int | None = None
+    delta: StatDelta | None = None
 
     @property
     def trusted(self) -> dict[str, str]:
@@ -153,7 +160,8 @@ class ScanResult:
     @property
     def count(self) -> int:
         """Articles found, read or trusted."""
-        return len(self.read) + len(self.trusted_sources)
+        trusted = self.trusted_count
+        return len(self.read) + (len(self.trusted_sources) if trusted is None else trusted)
 
     @property
     def sources(self) -> set[str]:
