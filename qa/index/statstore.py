@@ -13,8 +13,8 @@ import secrets
 import threading
 from pathlib import Path
 
-from qa.ingest.statcache import StatCache
-from qa.ingest.statdelta import BaseView, StatDelta, fold
+from qa.ingest.statcache import StatCache, StatDelta
+from qa.ingest.statdelta import BaseView, fold
 
 STAT_CACHE = "seeds.statcache.npz"
 STAT_DELTA = "seeds.statcache.delta.json"

@@ -26,8 +26,8 @@ import numpy as np
 
 from qa.errors import SeedFileError
 from qa.ingest.seeds import DEFAULT_MAX_BYTES, KnownTexts, SkippedFile, read_seed, skip_reason
-from qa.ingest.statcache import RACY_WINDOW_NS, Entry, ScanResult, StatCache
-from qa.ingest.statdelta import BaseView, StatDelta
+from qa.ingest.statcache import RACY_WINDOW_NS, Entry, ScanResult, StatCache, StatDelta
+from qa.ingest.statdelta import BaseView
 
 
 class _Fallback(Exception):

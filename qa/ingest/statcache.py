@@ -14,12 +14,13 @@ the file is read again by the next scan; by then its mtime is old enough to be t
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +35,6 @@ from qa.ingest.seeds import (
     read_seed,
     skip_reason,
 )
-
-if TYPE_CHECKING:
-    from qa.ingest.statdelta import StatDelta
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +123,38 @@ class StatCache:
             log.warning("the seeds stat cache has columns that disagree; every file will be read")
             return cls()
         return out
+
+
+@dataclass
+class StatDelta:
+    """What targeted builds changed since the cache was written whole (see
+    :mod:`qa.ingest.statdelta`)."""
+
+    #: The ``documents_id`` of the cache written whole that the entries apply to.
+    base_id: str
+    #: What the cache with this delta vouches for.
+    documents_id: str = ""
+    #: Entries changed since that cache (``None``: the file is gone).
+    entries: dict[str, Entry | None] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The delta as JSON."""
+        doc = {"base_id": self.base_id, "documents_id": self.documents_id, "entries": self.entries}
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StatDelta | None:
+        """The delta in ``data``; ``None`` (and a warning) if it is unreadable."""
+        try:
+            doc = json.loads(data)
+            entries: dict[str, Entry | None] = {
+                str(k): None if v is None else (int(v[0]), int(v[1]), int(v[2]), str(v[3]))
+                for k, v in doc["entries"].items()
+            }
+            return cls(str(doc["base_id"]), str(doc["documents_id"]), entries)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            log.warning("the seeds stat cache's delta is unreadable (%s); ignoring it", exc)
+            return None
 
 
 @dataclass

@@ -14,48 +14,19 @@ per source, so a targeted scan looks entries up in O(1).
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from qa.ingest.statcache import Entry, StatCache
+from qa.ingest.statcache import Entry, StatCache, StatDelta
 
 log = logging.getLogger(__name__)
 
 #: Past this many entries a delta is folded into the cache (an O(files) write, amortised).
 MAX_DELTA = 2_000
-
-
-@dataclass
-class StatDelta:
-    """Entries changed since the base cache (``None``: the file is gone), and the stamp."""
-
-    base_id: str
-    documents_id: str = ""
-    entries: dict[str, Entry | None] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        """The delta as JSON."""
-        doc = {"base_id": self.base_id, "documents_id": self.documents_id, "entries": self.entries}
-        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> StatDelta | None:
-        """The delta in ``data``; ``None`` (and a warning) if it is unreadable."""
-        try:
-            doc = json.loads(data)
-            entries: dict[str, Entry | None] = {
-                str(k): None if v is None else (int(v[0]), int(v[1]), int(v[2]), str(v[3]))
-                for k, v in doc["entries"].items()
-            }
-            return cls(str(doc["base_id"]), str(doc["documents_id"]), entries)
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            log.warning("the seeds stat cache's delta is unreadable (%s); ignoring it", exc)
-            return None
 
 
 @dataclass
