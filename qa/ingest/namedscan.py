@@ -1,9 +1,10 @@
 """A targeted seeds scan: only the files a caller names are looked at.
 
-The stat cache vouches for every other file. An upload, a deletion or the folder watcher knows which paths changed. Stat'ing the other
-hundreds of thousands of files would only confirm what the stat cache already says, so a
-targeted scan stats and reads the named files (and the cache entries that still wait for a
-second read, the "racy" ones: see :mod:`qa.ingest.statcache`) and trusts the rest as is.
+The stat cache vouches for every other file. An upload, a deletion or the folder watcher knows
+which paths changed. Stat'ing the other hundreds of thousands of files would only confirm what
+the stat cache already says, so a targeted scan stats and reads the named files (and the cache
+entries that still wait for a second read, the "racy" ones: see :mod:`qa.ingest.statcache`)
+and trusts the rest as is.
 
 Only the plain cases are handled: a name outside the folder, a folder (added, removed or
 renamed), a symlinked parent folder or an unreadable cache make :func:`scan_named` return
