@@ -11,6 +11,8 @@ search). Reuses the corpus and index in ``--work`` when they are there.
   (``qa.ask.changes`` on an in-process ``QAService``, ``wait=true``: the build is told the one
   path, and the policy merge runs afterwards on the service's background thread, waited for
   between rounds and timed apart);
+* profile: cProfile of one targeted publish (``QAService.reindex(paths=[one file])`` after a
+  warm-up one), its wall time and the top functions by cumulative time;
 * cold start: a new process that loads the index and answers one question; its RSS;
 * HTTP: ``POST /api/ask`` (hybrid, answer on, question cache off) p50/p99 against the real
   server (``serve.py`` in a subprocess), idle and while ``qa index --merge`` runs in another
@@ -275,6 +277,40 @@ def targeted(settings: Any, rounds: int) -> dict[str, Any]:
     return result
 
 
+def profile(settings: Any, top: int = 25) -> dict[str, Any]:
+    """One targeted publish under cProfile (after a warm-up one): seconds and top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from qa.ask.service import QAService
+
+    service = QAService(settings)
+    service.reload()
+
+    def once(r: int) -> float:
+        name = f"d{r:07d}.txt"
+        path = settings.seeds_dir / name
+        path.write_bytes(path.read_bytes() + f"\nProfiled edit {r}.\n".encode())
+        return _timed(service.reindex, paths=[name])
+
+    try:
+        once(70)
+        service.merger.wait_idle(600)
+        prof = cProfile.Profile()
+        prof.enable()
+        took = once(71)
+        prof.disable()
+        service.merger.wait_idle(600)
+    finally:
+        service.close()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(top)
+    print(text.getvalue())
+    lines = [ln for ln in text.getvalue().splitlines() if "/" in ln or "{" in ln]
+    return {"seconds": round(took, 4), "top": lines, "load": _load()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     from qa.config import Settings
@@ -318,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     step("build", full_build)
     step("publish", lambda: publish(settings, args.rounds))
     step("targeted", lambda: targeted(settings, args.rounds))
+    step("profile", lambda: profile(settings))
     step("cold", lambda: {**cold_start(settings), "load": _load()})
     step("http", lambda: http_latency(settings, qs, args.http_rounds))
     step("recall", lambda: recall(settings, qs))
