@@ -240,3 +240,35 @@ def test_targeted_builds_keep_a_delta_that_agrees_with_the_folder(
     assert cache is not None
     assert set(cache.entries) == set(SEED_NAMES[1:]) | {"new.txt"}
     assert build_index(settings).changed is False
+
+
+def test_a_service_build_starts_from_the_generation_it_has_open_if_still_live(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.ask.changes import put_document
+    from qa.ask.service import QAService
+    from qa.index import builder
+
+    settings = _built(settings)
+    service = QAService(settings)
+    loads: list[int] = []
+    real = builder.load_index
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(builder, "load_index", counted)
+    try:
+        service.reload()
+        put_document(service, "a.txt", b"A\n\nThe ferry to the island resumed.\n", wait_live=True)
+        assert loads == [], "the build loaded the generation the service had open"
+        # Another process publishes: the service's generation is no longer the live one.
+        (settings.seeds_dir / "b.txt").write_text("B\n\nA heron at the harbour.\n", "utf-8")
+        build_index(settings, run_policy=False)
+        loads.clear()
+        put_document(service, "c.txt", b"C\n\nThe pier reopened.\n", wait_live=True)
+        assert loads == [1]
+        assert {"a.txt", "b.txt", "c.txt"} <= set(service.generation.documents)
+    finally:
+        service.close()

@@ -215,6 +215,7 @@ class QAService:
                 before=before,
                 paths=paths,
                 run_policy=False,
+                loaded=self._generation,
             )
         finally:
             self._build_lock.release()
