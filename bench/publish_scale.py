@@ -7,6 +7,12 @@ search). Reuses the corpus and index in ``--work`` when they are there.
 
 * publish: ``build_index`` after one article is edited, added or deleted (median of rounds);
   ``scan_ms`` is the seeds scan with the stat cache as the build uses it;
+* targeted: the same three edits the way ``PUT`` / ``DELETE /api/documents/...`` make them
+  (``qa.ask.changes`` on an in-process ``QAService``, ``wait=true``: the build is told the one
+  path, and the policy merge runs afterwards on the service's background thread, waited for
+  between rounds and timed apart);
+* profile: cProfile of one targeted publish (``QAService.reindex(paths=[one file])`` after a
+  warm-up one), its wall time and the top functions by cumulative time;
 * cold start: a new process that loads the index and answers one question; its RSS;
 * HTTP: ``POST /api/ask`` (hybrid, answer on, question cache off) p50/p99 against the real
   server (``serve.py`` in a subprocess), idle and while ``qa index --merge`` runs in another
@@ -231,6 +237,80 @@ def check_index(settings: Any) -> dict[str, Any]:
     }
 
 
+def targeted(settings: Any, rounds: int) -> dict[str, Any]:
+    """Edit, add and delete one article through ``qa.ask.changes`` (median ms of ``rounds``)."""
+    from qa.ask.changes import delete_document, put_document
+    from qa.ask.service import QAService
+
+    service = QAService(settings)
+    service.reload()
+    out: dict[str, list[float]] = {"edit": [], "add": [], "delete": [], "merge_after": []}
+    load = [_load()]
+    try:
+        for r in range(-1, rounds):  # round -1 warms up (and stamps the cache if need be)
+            name = f"d{r + 50:07d}.txt"
+            body = (settings.seeds_dir / name).read_bytes() + f"\nPUT edit, round {r}.\n".encode()
+            times = {
+                "edit": _timed(put_document, service, name, body, wait_live=True),
+                "add": _timed(
+                    put_document,
+                    service,
+                    f"put{r}.txt",
+                    f"New article {r}\n\nA new article about lung fibrosis {r}.\n".encode(),
+                    wait_live=True,
+                ),
+                "delete": _timed(delete_document, service, f"put{r}.txt", wait_live=True),
+                "merge_after": _timed(service.merger.wait_idle, 600),
+            }
+            if r >= 0:
+                for k, v in times.items():
+                    out[k].append(v)
+                load.append(_load())
+    finally:
+        service.close()
+    result: dict[str, Any] = {
+        f"{k}_ms": round(statistics.median(v) * 1000, 1) for k, v in out.items()
+    }
+    result["all_ms"] = {k: [round(x * 1000) for x in v] for k, v in out.items()}
+    result["merges"] = len(service.merger.merged)
+    result["load"] = load
+    return result
+
+
+def profile(settings: Any, top: int = 25) -> dict[str, Any]:
+    """One targeted publish under cProfile (after a warm-up one): seconds and top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from qa.ask.service import QAService
+
+    service = QAService(settings)
+    service.reload()
+
+    def once(r: int) -> float:
+        name = f"d{r:07d}.txt"
+        path = settings.seeds_dir / name
+        path.write_bytes(path.read_bytes() + f"\nProfiled edit {r}.\n".encode())
+        return _timed(service.reindex, paths=[name])
+
+    try:
+        once(70)
+        service.merger.wait_idle(600)
+        prof = cProfile.Profile()
+        prof.enable()
+        took = once(71)
+        prof.disable()
+        service.merger.wait_idle(600)
+    finally:
+        service.close()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(top)
+    print(text.getvalue())
+    lines = [ln for ln in text.getvalue().splitlines() if "/" in ln or "{" in ln]
+    return {"seconds": round(took, 4), "top": lines, "load": _load()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     from qa.config import Settings
@@ -242,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http-rounds", type=int, default=3, help="times each question is asked")
     p.add_argument("--soak", type=int, default=100, help="soak rounds")
     p.add_argument("--work", type=Path, default=Path("/work/bench-data/publish"))
-    p.add_argument("--parts", default="build,publish,cold,http,recall,soak")
+    p.add_argument("--parts", default="build,publish,targeted,cold,http,recall,soak")
     args = p.parse_args(argv)
     parts = set(args.parts.split(","))
     seeds, index = args.work / f"seeds{args.docs}", args.work / f"index{args.docs}"
@@ -273,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
 
     step("build", full_build)
     step("publish", lambda: publish(settings, args.rounds))
+    step("targeted", lambda: targeted(settings, args.rounds))
+    step("profile", lambda: profile(settings))
     step("cold", lambda: {**cold_start(settings), "load": _load()})
     step("http", lambda: http_latency(settings, qs, args.http_rounds))
     step("recall", lambda: recall(settings, qs))

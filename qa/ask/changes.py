@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ class Rebuilder(Protocol):
         wait: float = ...,
         rebuild: bool = ...,
         before: Callable[[], None] | None = ...,
+        paths: Collection[str] | None = ...,
     ) -> BuildSummary:
         """Run ``before`` under the build locks, then update the index and make it live."""
 
@@ -111,7 +112,10 @@ class _Job:
 
     def run(self) -> None:
         try:
-            self.summary = self.service.reindex(wait=self.lock_wait, before=self._apply)
+            # Only this document changed: the build looks at its path alone.
+            self.summary = self.service.reindex(
+                wait=self.lock_wait, before=self._apply, paths=[self.source]
+            )
             self.live_at = _now()
         except BaseException as exc:
             self.error = exc

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from qa.ask.answer import Abstention, Answer
@@ -27,8 +27,13 @@ from qa.errors import IndexBusyError, InvalidQueryError
 from qa.index import storage as store
 from qa.index.builder import BuildSummary, build_index
 from qa.index.generation import IndexGeneration, load_index
+from qa.index.merger import BackgroundMerger
 
 log = logging.getLogger(__name__)
+
+#: Seconds a build waits for the index's file lock while this service's own background merge
+#: runs: the merge holds it only to publish, and a caller must not be told "busy" for that.
+MERGE_PUBLISH_GRACE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,8 @@ class QAService:
         self._poller: threading.Thread | None = None
         self.last_build: BuildSummary | None = None
         self.last_build_at: float | None = None
+        #: The merge policy runs here, after a publish, off the request's path.
+        self.merger = BackgroundMerger(settings, on_published=lambda _gen: self.reload())
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -140,6 +147,7 @@ class QAService:
     def close(self) -> None:
         """Stop background threads."""
         self._stop.set()
+        self.merger.close()
         if self._poller is not None:
             self._poller.join(timeout=5)
         if self._encoder is not None:
@@ -183,10 +191,14 @@ class QAService:
         wait: float = 0.0,
         rebuild: bool = False,
         before: Callable[[], None] | None = None,
+        paths: Collection[str] | None = None,
     ) -> BuildSummary:
         """Update the index from the seeds and switch to it; :class:`IndexBusyError` if busy.
 
-        ``before`` runs while both build locks are held, before the seeds are read.
+        ``before`` runs while both build locks are held, before the seeds are read. ``paths``
+        (sources relative to the seeds folder) are the only files that changed, if the caller
+        knows (see :func:`qa.index.builder.build_index`). The merge policy is then scheduled
+        on :attr:`merger`'s thread: this returns once the edit is live, not after a merge.
         """
         # The file lock stops other processes; this lock stops other threads of this one (the
         # endpoint and the watcher) with the same wait-or-refuse behaviour.
@@ -196,13 +208,22 @@ class QAService:
             )
         try:
             summary = build_index(
-                self.settings, embedder=self._embedder, rebuild=rebuild, wait=wait, before=before
+                self.settings,
+                embedder=self._embedder,
+                rebuild=rebuild,
+                wait=max(wait, MERGE_PUBLISH_GRACE) if self.merger.running else wait,
+                before=before,
+                paths=paths,
+                run_policy=False,
+                loaded=self._generation,
             )
         finally:
             self._build_lock.release()
         self.last_build = summary
         self.last_build_at = time.time()
         self.reload()
+        if summary.changed:
+            self.merger.request()
         return summary
 
     # -- asking ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import platform
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -53,10 +53,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _load_previous(settings: Settings, *, rebuild: bool) -> IndexGeneration | None:
-    """The live generation (segments memory-mapped), or ``None`` for a first build or rebuild."""
-    if rebuild or store.current_generation(settings.index_dir) is None:
+def _load_previous(
+    settings: Settings, *, rebuild: bool, loaded: IndexGeneration | None = None
+) -> IndexGeneration | None:
+    """The live generation (``loaded`` if it is still that one: generations never change), or
+    ``None`` for a first build or rebuild."""
+    current = None if rebuild else store.current_generation(settings.index_dir)
+    if current is None:
         return None
+    if loaded is not None and loaded.generation == current:
+        return loaded
     return load_index(settings)
 
 
@@ -80,19 +86,23 @@ def build_index(
     wait: float = 0.0,
     progress: bool = False,
     before: Callable[[], None] | None = None,
+    paths: Collection[str] | None = None,
+    run_policy: bool = True,
+    loaded: IndexGeneration | None = None,
 ) -> BuildSummary:
     """Bring the index in ``settings.index_dir`` up to date with ``settings.seeds_dir``.
 
-    Only one build runs at a time: another one waits up to ``wait`` seconds for the lock and
-    then raises :class:`IndexBusyError`. ``rebuild`` ignores the existing index entirely;
-    ``rehash`` reads and hashes every seed file instead of trusting the stat cache;
-    ``merge`` merges every segment into one afterwards (``qa index --merge``).
-    ``executor`` embeds the new passages (default: the one ``settings.executor`` names, made
-    for this build and closed after it).
-    ``before`` runs under the lock before the seeds are read: a change to the seeds made there
-    (an upload, a deletion) is never raced by another build.
-    The merge policy runs after the build has published and released the lock, so a merge
-    never holds up another build (:func:`qa.index.merge.merge_segments`).
+    One build at a time: another waits up to ``wait`` seconds for the lock, then raises
+    :class:`IndexBusyError`. ``rebuild`` ignores the existing index; ``rehash`` reads every
+    seed file instead of trusting the stat cache; ``merge`` merges every segment into one
+    afterwards (``qa index --merge``). ``executor`` embeds (default: the one
+    ``settings.executor`` names, made and closed here). ``before`` runs under the lock before
+    the seeds are read, so an upload or deletion made there is never raced by another build.
+    ``paths`` (sources relative to the seeds folder) are the files the caller changed: only
+    they are stat'ed and read when the stat cache allows it (see :mod:`qa.index.seedscan`).
+    The merge policy runs after the lock is released, so a merge never holds up another
+    build; ``run_policy=False`` leaves it to the caller (the service's background thread).
+    ``loaded``: the caller's open generation, used if it is still the live one.
     """
     own = executor is None
     # Made before the lock is taken: a missing extra is refused without touching the index.
@@ -108,6 +118,8 @@ def build_index(
                 rebuild=rebuild,
                 rehash=rehash,
                 progress=progress,
+                paths=None if rebuild or rehash else paths,
+                loaded=loaded,
             )
     finally:
         if own:
@@ -115,7 +127,8 @@ def build_index(
     if summary.changed and summary.generation:
         summary.published.append(summary.generation)
     # Nothing changed and no merge asked: the policy already ran after the last change.
-    merged = merge_segments(settings, force=merge) if summary.changed or merge else None
+    policy = run_policy and summary.changed
+    merged = merge_segments(settings, force=merge) if policy or merge else None
     if merged is not None:
         summary.generation, summary.merged = merged, True
         summary.published.append(merged)
@@ -148,13 +161,15 @@ def _build_locked(
     rebuild: bool,
     rehash: bool,
     progress: bool,
+    paths: Collection[str] | None,
+    loaded: IndexGeneration | None = None,
 ) -> BuildSummary:
     """The build itself, under the lock."""
     started = time.perf_counter()
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
-    previous = _load_previous(settings, rebuild=rebuild)
-    changes = find_changes(settings, previous, rehash=rehash or rebuild)
+    previous = _load_previous(settings, rebuild=rebuild, loaded=loaded)
+    changes = find_changes(settings, previous, rehash=rehash or rebuild, paths=paths)
     skipped = changes.scan.skipped
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     new, records, gone, embedder_ = collect_passages(

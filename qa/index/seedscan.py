@@ -7,20 +7,30 @@ token, every file the cache trusts is indexed with exactly its cached hash, so o
 read now and the files gone are compared with the index, and the work is O(changes) after a
 stat of each file. Otherwise (a first build, a build that failed after the scan, ``--rehash``)
 every trusted hash is compared with the index's, O(documents) in memory.
+
+A build told which paths changed (an upload, a deletion, the folder watcher) does not even stat
+the other files: :func:`qa.ingest.namedscan.scan_named` looks at the named paths only and trusts
+the cache for the rest, but only while the cache's ``documents_id`` is the live generation's;
+otherwise (and for anything but plain files) the whole folder is scanned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from qa.config import Settings
 from qa.errors import SeedFileError
-from qa.index import storage as store
+from qa.index import statstore
 from qa.index.generation import IndexGeneration
+from qa.ingest.namedscan import scan_named
 from qa.ingest.seeds import SeedFile, SkippedFile, read_seed
 from qa.ingest.statcache import ScanResult, StatCache, scan_changes
+from qa.ingest.statdelta import MAX_DELTA, fold
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,12 +47,22 @@ class SeedChanges:
     cache: StatCache | None
     #: Whether only the changes were compared with the index.
     incremental: bool
+    #: Whether only the named paths were looked at (no stat of the other files).
+    targeted: bool = False
 
 
 def find_changes(
-    settings: Settings, previous: IndexGeneration | None, *, rehash: bool
+    settings: Settings,
+    previous: IndexGeneration | None,
+    *,
+    rehash: bool,
+    paths: Collection[str] | None = None,
 ) -> SeedChanges:
-    """Scan the seeds folder and line it up with ``previous`` (the live generation)."""
+    """Scan the seeds folder and line it up with ``previous`` (the live generation).
+
+    ``paths`` (sources relative to the seeds folder) are the only files that changed, if the
+    caller knows: then only they are looked at, when the stat cache is in step with
+    ``previous``."""
     docs = previous.documents if previous is not None else None
 
     def known(content_hash: str) -> Mapping[str, Any] | None:
@@ -51,9 +71,20 @@ def find_changes(
         extracted = record.get("extracted") if record is not None else None
         return extracted if isinstance(extracted, Mapping) else None
 
-    cache = None if rehash else store.read_stat_cache(settings.index_dir)
-    found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
+    cache = None
     live_id = previous.manifest.get("documents_id") if previous is not None else None
+    found = None
+    if paths is not None and not rehash and live_id:
+        view, delta = statstore.read_stat_view(settings.index_dir)
+        found = scan_named(settings.seeds_dir, view, delta, paths, known=known)
+        if found is not None and found.documents_id != live_id:
+            found = None  # the cache was not written after the live generation
+    targeted = found is not None
+    if found is None:
+        if paths is not None:
+            log.info("targeted scan not possible (stale cache or a folder changed): full scan")
+        cache = None if rehash else statstore.read_stat_cache(settings.index_dir)
+        found = scan_changes(settings.seeds_dir, cache, known=known, rehash=rehash)
     if docs is not None and live_id and found.documents_id == live_id:
         prev: dict[str, str] = {}
         for source in [f.source for f in found.read] + found.vanished:
@@ -61,7 +92,7 @@ def find_changes(
             if record is not None:
                 prev[source] = str(record["hash"])
         vanished = set(found.vanished)
-        return SeedChanges(found.read, vanished, prev, found.count, found, cache, True)
+        return SeedChanges(found.read, vanished, prev, found.count, found, cache, True, targeted)
     prev = docs.hashes() if docs is not None else {}
     files = list(found.read)
     trusted = found.trusted
@@ -80,10 +111,21 @@ def find_changes(
 
 
 def save_cache(settings: Settings, changes: SeedChanges, documents_id: str | None) -> None:
-    """Keep the scan's stat cache, stamped with the live generation's ``documents_id``."""
+    """Keep the scan's stat cache, stamped with the live generation's ``documents_id``: a
+    targeted scan's delta, or the whole cache (a delta grown large is folded in)."""
+    delta = changes.scan.delta
+    if delta is not None:
+        delta.documents_id = documents_id or ""
+        if len(delta.entries) <= MAX_DELTA:
+            statstore.write_stat_delta(settings.index_dir, delta)
+            return
+        view = statstore.read_stat_view(settings.index_dir)[0]
+        if view is not None:
+            statstore.write_stat_cache(settings.index_dir, fold(view.cache, delta))
+            return
     new = changes.scan.cache
     new.documents_id = documents_id or ""
     old = changes.cache
     if old is not None and old.documents_id == new.documents_id and old.same_files(new):
         return
-    store.write_stat_cache(settings.index_dir, new)
+    statstore.write_stat_cache(settings.index_dir, new)

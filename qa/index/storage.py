@@ -39,15 +39,16 @@ from qa.config import Settings
 from qa.embed.registry import model_id_for
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from qa.index.segments import check_files, segments_dir, sha256_file
+from qa.index.statstore import STAT_CACHE as STAT_CACHE  # the stat cache's files: see there
+from qa.index.statstore import read_stat_cache as read_stat_cache
+from qa.index.statstore import write_stat_cache as write_stat_cache
 from qa.index.tombstones import TOMBSTONES, SegmentEntry, tombstone_bytes
-from qa.ingest.statcache import StatCache
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
 MERGE_LOCK = ".merge.lock"
-STAT_CACHE = "seeds.statcache.npz"
 SEGMENT_LIST = "segments.txt"
 
 #: 3: documents tables in the segments, tombstones in their own file. 2 kept a record per
@@ -95,27 +96,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
-
-
-def read_stat_cache(index_dir: Path) -> StatCache | None:
-    """The seeds scan's stat cache kept beside the index, or ``None`` when there is none."""
-    try:
-        return StatCache.from_bytes((index_dir / STAT_CACHE).read_bytes())
-    except FileNotFoundError:
-        return None
-
-
-def write_stat_cache(index_dir: Path, cache: StatCache) -> None:
-    """Replace the stat cache. Not fsynced: it is only a cache, and a torn or lost one is
-    unreadable or empty, so the next scan reads every file (never trusts a wrong hash)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    path = index_dir / STAT_CACHE
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_bytes(cache.to_bytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def current_generation(index_dir: Path) -> str | None:

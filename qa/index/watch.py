@@ -1,9 +1,11 @@
 """Following the seeds folder: reindex shortly after files are added, edited or removed.
 
 Changes are debounced: a reindex starts once the folder has been quiet for ``debounce``
-seconds, so copying fifty files costs one build rather than fifty. The watcher runs in a daemon
-thread and survives errors (a failed build is logged and retried), so a bad moment never stops
-it; :meth:`SeedWatcher.stop` ends it promptly.
+seconds, so copying fifty files costs one build rather than fifty. The build is told which paths
+the events named, so it looks at those files only (see :mod:`qa.index.seedscan`); an event
+outside the folder, or more than :data:`MAX_NAMED` of them, makes it scan the whole folder.
+The watcher runs in a daemon thread and survives errors (a failed build is logged and
+retried), so a bad moment never stops it; :meth:`SeedWatcher.stop` ends it promptly.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from qa.errors import IndexBusyError
@@ -23,12 +25,32 @@ log = logging.getLogger(__name__)
 class Reindexer(Protocol):
     """What the watcher drives: :class:`qa.ask.service.QAService` fits."""
 
-    def reindex(self, *, wait: float = 0.0, rebuild: bool = False) -> Any:
-        """Bring the index up to date with the seeds folder."""
+    def reindex(
+        self, *, wait: float = 0.0, rebuild: bool = False, paths: Collection[str] | None = None
+    ) -> Any:
+        """Bring the index up to date with the seeds folder (``paths``: the files changed)."""
 
 
 #: Seconds between looks at the clock while changes wait for the folder to go quiet.
 _TICK = 0.1
+#: Above this many changed paths a full scan is cheaper than looking at each one.
+MAX_NAMED = 10_000
+
+
+def sources_of(seeds_dir: Path, changed: Iterable[str]) -> set[str] | None:
+    """The sources (relative POSIX paths) of the ``changed`` paths, or ``None`` when one is
+    not under ``seeds_dir`` (then the whole folder is scanned)."""
+    roots = (seeds_dir.absolute(), seeds_dir.resolve())
+    out: set[str] = set()
+    for path in changed:
+        p = PurePath(path)
+        for root in roots:
+            if p.is_relative_to(root) and p != root:
+                out.add(p.relative_to(root).as_posix())
+                break
+        else:
+            return None
+    return out
 
 
 class SeedWatcher:
@@ -92,6 +114,7 @@ class SeedWatcher:
         import watchfiles  # imported here: only a watching process needs it
 
         pending = 0  # changes not yet reindexed
+        named: set[str] = set()  # their paths
         last_change = 0.0
         not_before = 0.0  # after a failure, when to try again
         for changes in watchfiles.watch(
@@ -107,28 +130,31 @@ class SeedWatcher:
             now = time.monotonic()
             if changes:
                 pending += len(changes)
+                named.update(path for _, path in changes)
                 last_change = now
                 log.debug("seeds changed: %s", sorted(path for _, path in changes))
                 continue
             if pending and now - last_change >= self.debounce and now >= not_before:
-                if self._reindex(pending):
+                if self._reindex(pending, named):
                     pending = 0
+                    named = set()
                 else:
                     not_before = time.monotonic() + self.retry
 
-    def _call_target(self) -> object:
+    def _call_target(self, named: Collection[str]) -> object:
         reindex = getattr(self.target, "reindex", None)
         if callable(reindex):
-            return reindex(wait=self.wait)
+            paths = sources_of(self.seeds_dir, named) if len(named) <= MAX_NAMED else None
+            return reindex(wait=self.wait, paths=paths)
         if callable(self.target):
             return self.target()
         raise TypeError(f"cannot reindex with {self.target!r}: not a service nor a callable")
 
-    def _reindex(self, changes: int) -> bool:
+    def _reindex(self, changes: int, named: Collection[str] = ()) -> bool:
         """Run one reindex; whether it succeeded (a failure is logged, never raised)."""
         started = time.perf_counter()
         try:
-            summary = self._call_target()
+            summary = self._call_target(named)
         except IndexBusyError as exc:
             self.failures += 1
             log.warning(

@@ -14,6 +14,7 @@ the file is read again by the next scan; by then its mtime is old enough to be t
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import time
@@ -125,6 +126,38 @@ class StatCache:
 
 
 @dataclass
+class StatDelta:
+    """What targeted builds changed since the cache was written whole (see
+    :mod:`qa.ingest.statdelta`)."""
+
+    #: The ``documents_id`` of the cache written whole that the entries apply to.
+    base_id: str
+    #: What the cache with this delta vouches for.
+    documents_id: str = ""
+    #: Entries changed since that cache (``None``: the file is gone).
+    entries: dict[str, Entry | None] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The delta as JSON."""
+        doc = {"base_id": self.base_id, "documents_id": self.documents_id, "entries": self.entries}
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StatDelta | None:
+        """The delta in ``data``; ``None`` (and a warning) if it is unreadable."""
+        try:
+            doc = json.loads(data)
+            entries: dict[str, Entry | None] = {
+                str(k): None if v is None else (int(v[0]), int(v[1]), int(v[2]), str(v[3]))
+                for k, v in doc["entries"].items()
+            }
+            return cls(str(doc["base_id"]), str(doc["documents_id"]), entries)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            log.warning("the seeds stat cache's delta is unreadable (%s); ignoring it", exc)
+            return None
+
+
+@dataclass
 class ScanResult:
     """A scan: files read now, files trusted unchanged by their stat, files gone, skipped."""
 
@@ -140,6 +173,10 @@ class ScanResult:
     cache: StatCache
     #: The ``documents_id`` of the cache the scan started from ("" without one).
     documents_id: str = ""
+    #: A targeted scan (:mod:`qa.ingest.namedscan`) lists no trusted file: it counts them,
+    #: and keeps its changes as a delta (:mod:`qa.ingest.statdelta`) instead of ``cache``.
+    trusted_count: int | None = None
+    delta: StatDelta | None = None
 
     @property
     def trusted(self) -> dict[str, str]:
@@ -153,7 +190,8 @@ class ScanResult:
     @property
     def count(self) -> int:
         """Articles found, read or trusted."""
-        return len(self.read) + len(self.trusted_sources)
+        trusted = self.trusted_count
+        return len(self.read) + (len(self.trusted_sources) if trusted is None else trusted)
 
     @property
     def sources(self) -> set[str]:
