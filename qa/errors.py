@@ -34,6 +34,10 @@ class IndexMismatchError(QAError):
     """The index was built with another model or other chunking settings than the ones asked for."""
 
 
+class IndexSchemaError(IndexMismatchError):
+    """The index was written by an older seedqa, in a layout this one does not read."""
+
+
 class IndexBusyError(QAError):
     """Another build holds the index lock."""
 

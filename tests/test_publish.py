@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from qa.config import Settings
-from qa.errors import IndexMismatchError
+from qa.errors import IndexMismatchError, IndexSchemaError
 from qa.index import merge as merge_module
 from qa.index import storage as store
 from qa.index.builder import build_index
@@ -107,19 +107,43 @@ def test_a_build_published_during_a_merge_is_not_lost(
     assert "535 US-funded" not in texts
 
 
-def test_an_index_with_documents_in_the_manifest_is_refused(settings: Settings) -> None:
+def _downgrade_to_schema_2(settings: Settings) -> str:
+    """Make the live generation look like one written by schema 2; returns its id."""
     build_index(settings)
     folder = store.current_path(settings.index_dir)
     manifest = json.loads((folder / store.MANIFEST).read_text())
     manifest["schema_version"] = 2
     manifest["documents"] = {name: {"hash": "0" * 64} for name in SEED_NAMES}
     (folder / store.MANIFEST).write_text(json.dumps(manifest))
-    for attempt in (lambda: load_index(settings), lambda: build_index(settings)):
-        with pytest.raises(IndexMismatchError, match=r"schema version 2.*qa index --rebuild"):
-            attempt()
+    return folder.name
+
+
+def test_an_index_with_documents_in_the_manifest_is_not_read(settings: Settings) -> None:
+    _downgrade_to_schema_2(settings)
+    with pytest.raises(IndexSchemaError, match=r"schema version 2.*qa index --rebuild"):
+        load_index(settings)
     summary = build_index(settings, rebuild=True)
     assert summary.added == len(SEED_NAMES)
     assert set(load_index(settings).documents) == set(SEED_NAMES)
+
+
+def test_the_first_build_upgrades_an_index_of_an_older_schema(settings: Settings) -> None:
+    old = _downgrade_to_schema_2(settings)
+    summary = build_index(settings)  # what `make serve` and `qa index` run
+    assert summary.changed
+    assert summary.added == len(SEED_NAMES)
+    assert store.current_generation(settings.index_dir) != old
+    gen = load_index(settings)
+    assert gen.manifest["schema_version"] == store.SCHEMA_VERSION
+    assert set(gen.documents) == set(SEED_NAMES)
+    assert _passages(settings) == _fresh(settings, settings.index_dir.parent / "fresh")
+    assert not build_index(settings).changed  # and from then on it is incremental again
+
+
+def test_an_index_for_another_model_is_still_refused_not_rebuilt(settings: Settings) -> None:
+    build_index(settings)
+    with pytest.raises(IndexMismatchError, match="model"):
+        build_index(settings.replace(model="bundled"))
 
 
 def test_document_rows_are_the_rows_of_the_chosen_documents(settings: Settings) -> None:

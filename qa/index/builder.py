@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from qa.config import Settings
 from qa.embed.base import Embedder, Vectors
 from qa.embed.registry import load_embedder
-from qa.errors import IndexBusyError, QAError
+from qa.errors import IndexBusyError, IndexSchemaError, QAError
 from qa.index import storage as store
 from qa.index.diff import BuildSummary, collect_passages
 from qa.index.doctable import DocumentRow, encode_record
@@ -63,7 +63,13 @@ def _load_previous(
         return None
     if loaded is not None and loaded.generation == current:
         return loaded
-    return load_index(settings)
+    try:
+        return load_index(settings)
+    except IndexSchemaError as exc:
+        # Written by an older seedqa: the seeds are all a build needs, so this build upgrades
+        # it (embedding everything again); the old generation serves until the new one is live.
+        log.warning("%s; building the index again from the seeds folder instead", exc)
+        return None
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -169,7 +175,12 @@ def _build_locked(
     # Leftovers of builds that were killed are removed before anything else.
     store.prune(settings.index_dir, keep=settings.keep_generations)
     previous = _load_previous(settings, rebuild=rebuild, loaded=loaded)
-    changes = find_changes(settings, previous, rehash=rehash or rebuild, paths=paths)
+    fresh = rebuild or (
+        previous is None and store.current_generation(settings.index_dir) is not None
+    )
+    changes = find_changes(
+        settings, previous, rehash=rehash or fresh, paths=None if fresh else paths
+    )
     skipped = changes.scan.skipped
     summary = BuildSummary(skipped=len(skipped), skipped_files=skipped)
     new, records, gone, embedder_ = collect_passages(

@@ -37,7 +37,12 @@ from filelock import FileLock, Timeout
 
 from qa.config import Settings
 from qa.embed.registry import model_id_for
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from qa.errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexSchemaError,
+)
 from qa.index.segments import check_files, segments_dir, sha256_file
 from qa.index.statstore import STAT_CACHE as STAT_CACHE  # the stat cache's files: see there
 from qa.index.statstore import read_stat_cache as read_stat_cache
@@ -281,7 +286,7 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, *, where: Pat
         "carried their documents",
     }
     if manifest.get("schema_version") in older:
-        raise IndexMismatchError(
+        raise IndexSchemaError(
             f"index '{where}' uses {older[manifest['schema_version']]}, which this seedqa does "
             "not read; rebuild it with "
             f"`python -m qa index --rebuild --index {where.parent.parent}`"
