@@ -14,6 +14,7 @@ The plain alternative needs no Ray: start N ``serve.py`` processes on N ports ov
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 #: Requests one replica takes at once (its thread pool and question batcher queue the rest).
 MAX_ONGOING_REQUESTS = 64
 MISSING_RAY = "--replicas needs the optional 'ray' extra: pip install 'seedqa[ray]'"
+#: Ray Serve gives its HTTP proxy 5 s to report ready and marks it unhealthy after three misses;
+#: on a busy 2-core machine starting the proxy takes longer than that, so the start failed.
+#: Read by Ray's processes from the environment they inherit when Ray starts.
+PROXY_READY_TIMEOUT = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+
+
+def prepare_ray_environment() -> None:
+    """Set Ray Serve's start-up timeouts (unless the user set them); call before ``ray.init``."""
+    for name, value in PROXY_READY_TIMEOUT.items():
+        os.environ.setdefault(name, value)
 
 
 def build_app(settings: Settings, watch: bool) -> FastAPI:
@@ -58,6 +69,7 @@ def deploy(
     except ImportError as exc:
         raise ConfigError(MISSING_RAY) from exc
     if not ray.is_initialized():
+        prepare_ray_environment()
         ray.init(address=settings.ray_address, include_dashboard=False, configure_logging=False)
     serve.start(http_options={"host": host, "port": port})
 
