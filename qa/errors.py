@@ -37,6 +37,11 @@ class IndexMismatchError(QAError):
 class IndexSchemaError(IndexMismatchError):
     """The index was written by an older seedqa, in a layout this one does not read."""
 
+    def __init__(self, message: str, *, layout: str) -> None:
+        super().__init__(message)
+        #: What the index is, in words ("the single-folder layout of seedqa before segments ...").
+        self.layout = layout
+
 
 class IndexBusyError(QAError):
     """Another build holds the index lock."""

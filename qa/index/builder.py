@@ -68,7 +68,12 @@ def _load_previous(
     except IndexSchemaError as exc:
         # Written by an older seedqa: the seeds are all a build needs, so this build upgrades
         # it (embedding everything again); the old generation serves until the new one is live.
-        log.warning("%s; building the index again from the seeds folder instead", exc)
+        log.warning(
+            "index %s uses %s: building it again from the seeds folder (the old one serves "
+            "until the new one is live)",
+            settings.index_dir,
+            exc.layout,
+        )
         return None
 
 

@@ -289,7 +289,8 @@ def check_compatible(manifest: dict[str, Any], settings: Settings, *, where: Pat
         raise IndexSchemaError(
             f"index '{where}' uses {older[manifest['schema_version']]}, which this seedqa does "
             "not read; rebuild it with "
-            f"`python -m qa index --rebuild --index {where.parent.parent}`"
+            f"`python -m qa index --rebuild --index {where.parent.parent}`",
+            layout=older[manifest["schema_version"]],
         )
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise IndexMismatchError(
