@@ -55,7 +55,7 @@ class SpanExample:
 class TrainConfig:
     """How the span reader is fine-tuned."""
 
-    epochs: int = 3
+    epochs: int = 5
     learning_rate: float = 3e-4
     batch_size: int = 16
     warmup: float = 0.1
