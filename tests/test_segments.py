@@ -245,8 +245,8 @@ def test_unreferenced_segments_are_deleted_only_with_their_last_generation(
     assert len(listed) == 3  # the merged one, and the two the previous generation lists
 
 
-def test_a_single_folder_index_is_refused_naming_the_rebuild(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+def test_a_single_folder_index_is_not_read_and_qa_index_upgrades_it(
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     build_index(settings)
     folder = store.current_path(settings.index_dir)
@@ -259,10 +259,12 @@ def test_a_single_folder_index_is_refused_naming_the_rebuild(
     with pytest.raises(IndexMismatchError, match=r"single-folder layout.*qa index --rebuild"):
         load_index(settings)
     args = ["index", "--seeds", str(settings.seeds_dir), "--index", str(settings.index_dir)]
-    assert cli_main([*args, "--model", "fake"]) == 2
-    assert "single-folder layout" in capsys.readouterr().err
-    assert cli_main([*args, "--model", "fake", "--rebuild"]) == 0
-    assert len(load_index(settings).documents) == 5
+    with caplog.at_level("WARNING", logger="qa.index.builder"):
+        assert cli_main([*args, "--model", "fake"]) == 0
+    assert "single-folder layout" in caplog.text
+    gen = load_index(settings)
+    assert gen.manifest["schema_version"] == store.SCHEMA_VERSION
+    assert len(gen.documents) == 5
 
 
 def test_check_verifies_every_checksum(settings: Settings) -> None:

@@ -11,13 +11,11 @@ policy (:mod:`qa.index.merge`) may compact segments into a further generation.
 from __future__ import annotations
 
 import logging
-import platform
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -34,6 +32,7 @@ from qa.index.executor import Executor, LocalExecutor
 from qa.index.generation import IndexGeneration, load_index
 from qa.index.lexical import build_postings
 from qa.index.merge import index_params, merge_segments
+from qa.index.provenance import build_versions, model_info
 from qa.index.seedscan import find_changes, save_cache
 from qa.index.segments import SegmentData, encode_passage, write_segment
 from qa.index.tombstones import SegmentEntry
@@ -41,16 +40,6 @@ from qa.index.vectors import build_faiss, choose_index_type
 from qa.ingest.passages import Passage
 
 log = logging.getLogger(__name__)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("seedqa", "faiss-cpu", "sentence-transformers", "torch", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _load_previous(
@@ -217,7 +206,7 @@ def _build_locked(
         segments.append(_add_segment(settings, new, vectors, sentence_vectors, records))
     documents_id = secrets.token_hex(8)
     summary.generation = _publish(
-        settings, segments, summary, _model_info(settings, embedder_, previous), documents_id
+        settings, segments, summary, model_info(settings, embedder_, previous), documents_id
     )
     save_cache(settings, changes, documents_id)
     store.prune(settings.index_dir, keep=settings.keep_generations)
@@ -240,7 +229,7 @@ def _publish(
         "chunking": store.chunking_settings(settings),
         "metric": "inner_product_on_unit_vectors",
         "passages": summary.passages,
-        "versions": _versions(),
+        "versions": build_versions(),
         # Drawn anew whenever documents change (a merge keeps it): see qa.index.seedscan.
         "documents_id": documents_id,
     }
@@ -271,21 +260,6 @@ def _add_segment(
     ]
     seg_id = _write_segment(settings, new, vectors, sentence_vectors, docs)
     return SegmentEntry(seg_id, len(new), len(docs))
-
-
-def _model_info(
-    settings: Settings, embedder: Embedder | None, previous: IndexGeneration | None
-) -> dict[str, Any]:
-    """What the manifest records of the model (an empty seeds folder still records it)."""
-    if embedder is None and previous is not None:
-        model: dict[str, Any] = previous.manifest["model"]
-        return model
-    embedder = embedder or load_embedder(settings)
-    return {
-        "id": embedder.model_id,
-        "dimension": embedder.dimension,
-        "max_seq_length": embedder.max_seq_length,
-    }
 
 
 def _tombstoned(previous: IndexGeneration | None, gone: set[str]) -> list[SegmentEntry]:
