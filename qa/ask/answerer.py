@@ -16,7 +16,6 @@ Names the index never mentions are still refused by rule (:func:`qa.answer.unsup
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -121,11 +120,6 @@ def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
         threshold=threshold,
         trained_on=trained_on,
     )
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, in hex."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def refusal_features(

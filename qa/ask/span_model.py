@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from qa.ask.span_onnx import Forward, onnx_forward, rust_encoder
 from qa.errors import ReaderError
+from qa.index.segments import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,9 @@ def base_fingerprint(base: Path) -> str:
 def file_digest(path: Path) -> str:
     """The SHA-256 of a file, in hex; :class:`ReaderError` naming it when it is unreadable."""
     try:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except OSError as exc:
         raise ReaderError(f"weights '{path}' are unreadable: {exc}") from None
-    return digest.hexdigest()
 
 
 def decode_span(

@@ -19,7 +19,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from qa.ask.answerer import file_sha256
 from qa.ask.span_model import (
     BASE_MODEL_ID,
     MANIFEST_NAME,
@@ -41,6 +40,7 @@ from qa.evaluation.span_training import (
     train_in,
     xquad_examples,
 )
+from qa.index.segments import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def manifest(path: Path, base: Path, config: TrainConfig, questions: int) -> dic
         "max_answer_tokens": MAX_ANSWER_TOKENS,
         "trained_on": {
             "data": path.name,
-            "sha256": file_sha256(path),
+            "sha256": sha256_file(path),
             "questions": questions,
             "folds": f"article index mod {FOLDS}",
         },

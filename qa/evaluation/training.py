@@ -37,7 +37,6 @@ from qa.ask.answerer import (
     AnswererWeights,
     LearnedReader,
     SpanFinder,
-    file_sha256,
     pick_span,
     refusal_features,
     weights_json,
@@ -49,6 +48,7 @@ from qa.embed.registry import model_id_for
 from qa.evaluation.asked import Asked, AskedSet, collect, context_for, scores_for
 from qa.evaluation.metrics import contains_gold, exact_match, token_f1
 from qa.index.generation import IndexGeneration
+from qa.index.segments import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def train(
     final = fit_weights(asked.gen, asked.answerable, _negatives(asked))
     trained_on = {
         "data": path.name,
-        "sha256": file_sha256(path),
+        "sha256": sha256_file(path),
         "questions": len(asked.answerable),
         "negatives": "article hidden" + (" and paragraph hidden" if NEAR_MISS_NEGATIVES else ""),
         "folds": f"article index mod {FOLDS}",
