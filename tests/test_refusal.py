@@ -18,7 +18,7 @@ from qa.ask.spans import wh_word
 from qa.cli import main
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.errors import ConfigError
-from qa.evaluation.training import calibrate_threshold
+from qa.evaluation.training import calibrate_threshold, fold_span_readers
 from qa.index.builder import build_index
 from qa.ingest.passages import Passage
 
@@ -194,6 +194,12 @@ def test_train_answerer_reproduces_its_weights_exactly(
     weights = load_weights(tmp_path / "w1.json")  # validates version and feature lists
     assert weights.trained_on["questions"] == 24
     assert len(weights.trained_on["sha256"]) == 64
+
+
+def test_span_folds_without_any_fold_reader_are_named(tmp_path: Path) -> None:
+    (tmp_path / "fold-9").mkdir()  # not a fold of the 4
+    with pytest.raises(ConfigError, match=f"span reader folds '{tmp_path}' hold no fold-0"):
+        fold_span_readers(tmp_path, "onnx")
 
 
 def test_answer_settings_from_the_environment() -> None:

@@ -6,6 +6,8 @@ Training runs on a tiny randomly initialised BERT built here, on a handful of ex
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,16 @@ from qa.ask.spans import best_span
 from qa.config import Settings
 from qa.errors import ConfigError, ReaderError
 from qa.evaluation.span_command import manifest, write_folder
-from qa.evaluation.span_training import SpanExample, TrainConfig, fine_tune, half, train_in
+from qa.evaluation.span_training import (
+    SpanExample,
+    TrainConfig,
+    _token_targets,
+    fine_tune,
+    half,
+    null_rates,
+    train_in,
+    xquad_examples,
+)
 from qa.ingest.sentences import split_sentences
 from tests.conftest import SEEDS
 from tests.tiny_hf import copy_tokenizer, tiny_config
@@ -224,12 +235,40 @@ def test_a_missing_or_broken_weights_file_is_named(
 class LastWord:
     """A stand-in span model: the last word of the context (one the linear scorer avoids)."""
 
+    reads_no_answer = False
+
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
     ) -> SpanChoice | None:
         words = context.rstrip(".").split()
         end = len(context.rstrip("."))
         return SpanChoice(end - len(words[-1]), end, 1.0, 0.0)
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        return [self.find(q, c, w) for q, c, w in items]
+
+
+class PrefersTheLast(LastWord):
+    """A stand-in span model trained with negatives: of the sentences it is given in one call,
+    it says the last one answers (margin +50) and the others do not (margin -50)."""
+
+    reads_no_answer = True
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        self.calls.append([c for _, c, _ in items])
+        out: list[SpanChoice | None] = []
+        for i, choice in enumerate(super().find_many(items)):
+            assert choice is not None
+            margin = 50.0 if i == len(items) - 1 else -50.0
+            out.append(SpanChoice(choice.start, choice.end, margin, 0.0))
+        return out
 
 
 def _ask(settings: Settings, monkeypatch: pytest.MonkeyPatch, finder: object) -> object:
@@ -260,6 +299,79 @@ def test_the_bold_span_is_the_span_models_with_exact_offsets(
     assert answer.start <= answer.span.start < answer.span.end <= answer.end
     assert answer.span.text == answer.text.rstrip(".").split()[-1]
     assert answer.span.text != linear.span.text
+
+
+def test_a_reader_trained_with_negatives_rereads_the_best_sentences_and_can_overrule(
+    settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = _ask(settings, monkeypatch, LastWord())
+    rereader = PrefersTheLast()
+    answer = _ask(settings, monkeypatch, rereader)
+    assert isinstance(plain, Answer)
+    assert isinstance(answer, Answer)
+    # One call, with the sentence model's best three sentences, best first.
+    assert len(rereader.calls) == 1
+    asked = rereader.calls[0]
+    assert len(asked) == 3
+    assert len(set(asked)) == 3
+    assert plain.text.endswith(asked[0])
+    # Its margin outweighs the sentence model's logits: the third sentence is quoted, with the
+    # span it found there, at exact offsets.
+    assert answer.text.endswith(asked[2])
+    assert answer.text != plain.text
+    assert answer.span is not None
+    raw = (seeds_dir / answer.source).read_text(encoding="utf-8")
+    assert raw[answer.start : answer.end] == answer.text
+    assert raw[answer.span.start : answer.span.end] == answer.span.text
+    assert answer.span.text == asked[2].rstrip(".").split()[-1]
+
+
+def test_negatives_are_sibling_sentences_without_the_answer(tmp_path: Path) -> None:
+    context = (
+        "The bridge opened in 1932. It carries six lanes of traffic. "
+        "The bridge was designed by John Bradfield. Bradfield also planned the city railway."
+    )
+    qas = [
+        {
+            "id": "q1",
+            "question": "Who designed the bridge?",
+            "answers": [{"text": "John Bradfield", "answer_start": context.index("John")}],
+        }
+    ]
+    data = {"data": [{"title": "Bridge", "paragraphs": [{"context": context, "qas": qas}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert [ex.answerable for ex in xquad_examples(path)] == [True]
+    positive, *negatives = xquad_examples(path, negatives=2)
+    assert positive.sentence[positive.start : positive.end] == "John Bradfield"
+    assert [ex.answerable for ex in negatives] == [False, False]
+    # The sibling sharing the most words with the question comes first ("bridge"; the title
+    # line "Bridge" is never one); the one naming "Bradfield" alone holds no gold answer.
+    assert negatives[0].sentence == "The bridge opened in 1932."
+    assert all("John Bradfield" not in ex.sentence for ex in negatives)
+    assert all(ex.question == positive.question for ex in negatives)
+
+
+def test_null_rates_count_answering_and_non_answering_sentences() -> None:
+    pos = SpanExample("q", "a b", 0, 1, ("a",), 0)
+    neg = SpanExample("q", "c d", 0, 0, ("a",), 0, answerable=False)
+    spans = [SpanChoice(0, 1, 5.0, 1.0), SpanChoice(0, 1, 0.5, 2.0), SpanChoice(0, 1, 3.0, 1.0)]
+    rates = null_rates([pos, neg, neg], spans)
+    assert rates == {"answer_sentences_read_as_answering": 1.0, "other_sentences_read_as_not": 0.5}
+
+
+def test_a_negative_example_targets_the_null_span(base: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    neg = SpanExample("Who?", "Nobody here.", 0, 0, ("x",), 0, answerable=False)
+    pos = SpanExample("Who?", "Ada wrote.", 0, 3, ("Ada",), 0)
+    enc = tokenizer(
+        [neg.question, pos.question], [neg.sentence, pos.sentence], return_offsets_mapping=True
+    )
+    assert _token_targets(enc["offset_mapping"][0], enc.sequence_ids(0), neg) == (0, 0)
+    first, last = _token_targets(enc["offset_mapping"][1], enc.sequence_ids(1), pos)
+    assert 0 < first <= last
 
 
 def test_features_setting_falls_back_to_the_linear_scorer(

@@ -151,11 +151,28 @@ def refusal_features(
 class SpanFinder(Protocol):
     """Picks the answer span of a sentence (:class:`qa.ask.span_model.SpanModel`)."""
 
+    @property
+    def reads_no_answer(self) -> bool:
+        """Whether its [CLS] (null) score was trained to say "not in this sentence"."""
+        ...
+
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
     ) -> SpanChoice | None:
         """The best span of ``context`` inside ``window``, or ``None``."""
         ...
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        """:meth:`find` for many (question, context, window) triples at once."""
+        ...
+
+
+#: How many of the sentence model's best sentences the span reader re-reads.
+REREAD = 3
+#: Weight of the span reader's answer-vs-null margin beside the sentence model's logit.
+REREAD_WEIGHT = 1.0
 
 
 def pick_span(
@@ -179,6 +196,10 @@ class LearnedReader:
     passages: int = ANSWER_PASSAGES
     #: Picks the bold span (the fine-tuned span reader); ``None``: the linear span scorer.
     span_model: SpanFinder | None = None
+    #: With a span model trained on negatives, its best ``reread`` sentences are read by it
+    #: and the quote is the one with the best logit + ``reread_weight`` x (span - null).
+    reread: int = REREAD
+    reread_weight: float = REREAD_WEIGHT
 
     def answer(
         self, question: str, hits: Sequence[Hit], context: ReaderContext
@@ -191,10 +212,15 @@ class LearnedReader:
         x = sentence_features(question, cands)
         logits = self.weights.sentence.logits(x)
         meta = metadata_asked(question, cands)
-        best = cands[max(meta, key=lambda i: logits[i]) if meta else int(np.argmax(logits))]
+        read: SpanChoice | None = None
+        if meta:  # the headline or the date line was asked for: the sentence model's pick
+            chosen = max(meta, key=lambda i: logits[i])
+        else:
+            chosen, read = self._choose(question, cands, logits)
+        best = cands[chosen]
         r = refusal_features(question, cands, x, logits)
         confidence = float(self.weights.refusal.probabilities(r[None, :])[0])
-        answer = self._answer(question, best, list(hits), confidence)
+        answer = self._answer(question, best, list(hits), confidence, read)
         threshold = self.weights.threshold if self.threshold is None else self.threshold
         if confidence < threshold:
             return Abstention(
@@ -213,8 +239,40 @@ class LearnedReader:
                 return Abstention(unknown_terms_reason(missing), round(confidence, 4), answer)
         return answer
 
-    def _answer(self, question: str, best: Candidate, hits: list[Hit], confidence: float) -> Answer:
-        found = pick_span(question, best.text, self.weights, self.span_model)
+    def _choose(
+        self, question: str, cands: Sequence[Candidate], logits: Any
+    ) -> tuple[int, SpanChoice | None]:
+        """The quoted candidate and, when the span model re-read it, its span."""
+        order = [int(i) for i in np.argsort(-logits, kind="stable")[: max(self.reread, 1)]]
+        finder = self.span_model
+        if finder is None or len(order) == 1 or not finder.reads_no_answer:
+            return order[0], None
+        reads = finder.find_many(
+            [(question, cands[i].text, (0, len(cands[i].text))) for i in order]
+        )
+
+        def combined(k: int) -> float:
+            read = reads[k]
+            if read is None:
+                return -math.inf
+            return float(logits[order[k]]) + self.reread_weight * (read.score - read.null_score)
+
+        k = max(range(len(order)), key=combined)
+        return order[k], reads[k]
+
+    def _answer(
+        self,
+        question: str,
+        best: Candidate,
+        hits: list[Hit],
+        confidence: float,
+        read: SpanChoice | None = None,
+    ) -> Answer:
+        found = (
+            (read.start, read.end)
+            if read is not None
+            else pick_span(question, best.text, self.weights, self.span_model)
+        )
         span = None
         if found is not None:
             s, e = found

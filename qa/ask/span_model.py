@@ -183,6 +183,7 @@ class SpanModel:
         forward: Forward | None = None,
         encode: Encode | None = None,
         max_length: int = MAX_LENGTH,
+        no_answer: bool = False,
     ) -> None:
         if forward is None:
             if model is None:
@@ -193,11 +194,18 @@ class SpanModel:
                 raise ReaderError("a span model needs a tokenizer or an encode function")
             encode = hf_encoder(tokenizer, max_length)
         self._model = model
+        self._no_answer = no_answer
         self._forward = forward
         self._encode = encode
         # A fast tokenizer's truncation settings are state on one shared Rust object; the
         # service answers from several threads (huggingface/tokenizers#537).
         self._lock = threading.Lock()
+
+    @property
+    def reads_no_answer(self) -> bool:
+        """Whether it was trained with sentences that do not answer (its null score means
+        "not in this sentence"), so it can judge between candidate sentences."""
+        return self._no_answer
 
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
@@ -255,6 +263,7 @@ def load_span_model(
     """
     base = bundled_base() if base is None else base
     manifest = read_manifest(folder)
+    no_answer = int(dict(manifest.get("training") or {}).get("negatives", 0)) > 0
     expected = str(manifest.get("base_sha256", ""))
     found = base_fingerprint(base)
     if expected != found:
@@ -270,12 +279,14 @@ def load_span_model(
             lambda: qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder)),
             key[:16],
         )
-        return SpanModel(forward=forward, encode=rust_encoder(base, MAX_LENGTH))
+        return SpanModel(
+            forward=forward, encode=rust_encoder(base, MAX_LENGTH), no_answer=no_answer
+        )
     model = qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    return SpanModel(tokenizer=tokenizer, model=model)
+    return SpanModel(tokenizer=tokenizer, model=model, no_answer=no_answer)
 
 
 def _read_tensors(path: Path) -> dict[str, Any]:

@@ -55,6 +55,12 @@ def add_span_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unfreeze", type=int, default=d.unfreeze, help="top layers trained")
     parser.add_argument("--lora-rank", type=int, default=d.lora_rank, help="0: no adapters")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument(
+        "--negatives",
+        type=int,
+        default=d.negatives,
+        help="sentences without the answer per question, taught the no-answer span; 0: none",
+    )
     parser.add_argument("--no-folds", action="store_true", help="skip the held-out folds")
     parser.add_argument(
         "--jobs",
@@ -66,6 +72,11 @@ def add_span_arguments(parser: argparse.ArgumentParser) -> None:
         "--end-to-end", action="store_true", help="also answer each fold through the pipeline"
     )
     parser.add_argument("--cache", type=Path, default=Path(".eval-cache"), help="cache folder")
+    parser.add_argument(
+        "--folds-out",
+        type=Path,
+        help="also write each fold's reader (trained without that fold) to DIR/fold-N",
+    )
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
@@ -76,6 +87,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         unfreeze=args.unfreeze,
         lora_rank=args.lora_rank,
         seed=args.seed,
+        negatives=args.negatives,
     )
 
 
@@ -104,6 +116,7 @@ def manifest(path: Path, base: Path, config: TrainConfig, questions: int) -> dic
             "lora_alpha": config.lora_alpha,
             "seed": config.seed,
             "threads": config.threads,
+            "negatives": config.negatives,
         },
     }
 
@@ -126,8 +139,11 @@ def run_span_command(args: argparse.Namespace, settings: Settings) -> int:
     """Held-out folds (unless ``--no-folds``), then the reader trained on every fold."""
     config = config_from(args)
     base = bundled_base()
-    examples = xquad_examples(args.xquad)
-    report: dict[str, Any] = {"examples": len(examples)}
+    if args.negatives < 0:
+        raise ConfigError(f"--negatives must be 0 or more, got {args.negatives}")
+    examples = xquad_examples(args.xquad, config.negatives)
+    questions = sum(ex.answerable for ex in examples)
+    report: dict[str, Any] = {"examples": len(examples), "questions": questions}
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     with contextlib.ExitStack() as stack:
@@ -139,7 +155,7 @@ def run_span_command(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_folds:
             _held_out(args, settings, report, examples, base, config, pool)
         tensors = half(shipped.result())
-    write_folder(args.out, tensors, manifest(args.xquad, base, config, len(examples)))
+    write_folder(args.out, tensors, manifest(args.xquad, base, config, questions))
     report["weights_bytes"] = (args.out / WEIGHTS_NAME).stat().st_size
     print(json.dumps(report))
     return 0
@@ -156,6 +172,12 @@ def _held_out(
 ) -> None:
     """The folds' figures into ``report``: given the gold sentence, and through the pipeline."""
     report["given_gold_sentence"], fold_tensors = cross_validate(examples, base, config, pool)
+    if args.folds_out is not None:
+        questions = sum(ex.answerable for ex in examples)
+        for f, tensors in fold_tensors.items():
+            meta = manifest(args.xquad, base, config, questions)
+            meta["trained_on"]["held_out_fold"] = f
+            write_folder(args.folds_out / f"fold-{f}", tensors, meta)
     if args.end_to_end:
         from qa.evaluation.training import train
 

@@ -2,8 +2,13 @@
 
 Each XQuAD question becomes one example: the question and the sentence of its paragraph that
 holds the gold answer (sentences split as the index splits them), with the answer's character
-offsets in that sentence. The bundled all-MiniLM-L6-v2 gets a fresh start/end head; only its
-top ``unfreeze`` layers and the head are trained, so only they are shipped. Seeds, the number of
+offsets in that sentence. With ``negatives`` (SQuAD 2.0 style), each question also gets the
+sibling sentences of its paragraph that share the most words with it but hold no gold answer,
+with the [CLS] span as their target: the reader then learns to say "not in this sentence"
+(its null score), which the answerer uses to re-read its best candidate sentences.
+
+The bundled all-MiniLM-L6-v2 gets a fresh start/end head; only its top ``unfreeze`` layers,
+low-rank adapters and the head are trained, so only they are shipped. Seeds, the number of
 torch threads and ``torch.use_deterministic_algorithms(True)`` make two runs write the same
 bytes.
 
@@ -30,6 +35,7 @@ from qa.ask.span_model import SpanChoice, SpanModel, qa_model
 from qa.ask.spans import SPAN_FEATURES, best_span, span_candidates, span_features
 from qa.errors import ConfigError
 from qa.evaluation.metrics import exact_match, token_f1
+from qa.index.lexical import tokenize
 from qa.ingest.sentences import split_sentences
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,8 @@ class SpanExample:
     end: int
     answers: tuple[str, ...]
     article: int
+    #: ``False``: a sentence without the answer (target: the [CLS] span; offsets unused).
+    answerable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +75,14 @@ class TrainConfig:
     seed: int = 13
     threads: int = 1
     max_length: int = 192
+    #: Sentences without the answer per question (target [CLS]); 0: positives only.
+    negatives: int = 0
 
 
-def xquad_examples(path: Path) -> list[SpanExample]:
-    """One example per XQuAD question whose first answer lies inside one sentence."""
+def xquad_examples(path: Path, negatives: int = 0) -> list[SpanExample]:
+    """One example per XQuAD question whose first answer lies inside one sentence, followed
+    by up to ``negatives`` sentences of its paragraph (not the title line) without a gold
+    answer: the ones sharing the most words with the question, ties to the earlier."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))["data"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -91,23 +103,48 @@ def xquad_examples(path: Path) -> list[SpanExample]:
                 if not hold or text[s:e] != gold["text"]:
                     continue
                 ss, se = hold[0]
-                out.append(
-                    SpanExample(
-                        question=str(qa["question"]),
-                        sentence=text[ss:se],
-                        start=s - ss,
-                        end=e - ss,
-                        answers=tuple(str(x["text"]) for x in qa["answers"]),
-                        article=a,
+                question = str(qa["question"])
+                answers = tuple(str(x["text"]) for x in qa["answers"])
+                out.append(SpanExample(question, text[ss:se], s - ss, e - ss, answers, a))
+                out += [
+                    SpanExample(question, text[ns:ne], 0, 0, answers, a, answerable=False)
+                    for ns, ne in _hard_negatives(
+                        text, [x for x in sentences if x[0] >= shift], question, answers, negatives
                     )
-                )
+                ]
     return out
+
+
+def _hard_negatives(
+    text: str,
+    sentences: Sequence[tuple[int, int]],
+    question: str,
+    answers: Sequence[str],
+    count: int,
+) -> list[tuple[int, int]]:
+    """The ``count`` sentences holding no gold answer that share the most words with the
+    question (ties to the earlier sentence)."""
+    if count <= 0:
+        return []
+    q_terms = set(tokenize(question))
+    golds = [g.lower() for g in answers if g.strip()]
+    ranked = sorted(
+        (
+            (-len(q_terms & set(tokenize(text[s:e]))), s, e)
+            for s, e in sentences
+            if text[s:e].strip() and not any(g in text[s:e].lower() for g in golds)
+        ),
+    )
+    return [(s, e) for _, s, e in ranked[:count]]
 
 
 def _token_targets(
     offsets: Sequence[tuple[int, int]], ids: Sequence[int | None], ex: SpanExample
 ) -> tuple[int, int]:
-    """The first and last context tokens of the answer; (0, 0), the [CLS] span, if cut off."""
+    """The first and last context tokens of the answer; (0, 0), the [CLS] span, if cut off
+    or if the sentence does not hold the answer."""
+    if not ex.answerable:
+        return 0, 0
     tokens = [
         t for t, (sid, (s, e)) in enumerate(zip(ids, offsets, strict=True)) if sid == 1 and e > s
     ]
@@ -235,7 +272,10 @@ def span_model_from(base: Path, tensors: dict[str, Any], config: TrainConfig) ->
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     return SpanModel(
-        tokenizer=tokenizer, model=qa_model(base, tensors), max_length=config.max_length
+        tokenizer=tokenizer,
+        model=qa_model(base, tensors),
+        max_length=config.max_length,
+        no_answer=config.negatives > 0,
     )
 
 
@@ -304,21 +344,45 @@ def cross_validate(
     for f, (train_set, test_set) in splits.items():
         tensors[f] = half(pending[f].result())
         spans = predict(span_model_from(base, tensors[f], config), test_set)
+        positives = [i for i, ex in enumerate(test_set) if ex.answerable]
+        tested = [test_set[i] for i in positives]
         folds.append(
             {
                 "fold": f,
-                "questions": len(test_set),
-                "learned": score(test_set, [(s.start, s.end) if s else None for s in spans]),
-                "linear": score(test_set, linear_spans(train_set, test_set)),
+                "questions": len(tested),
+                "learned": score(
+                    tested, [(s.start, s.end) if s else None for s in (spans[i] for i in positives)]
+                ),
+                "linear": score(
+                    tested, linear_spans([ex for ex in train_set if ex.answerable], tested)
+                ),
+                "null": null_rates(test_set, spans),
             }
         )
         log.info("fold %s: %s", f, folds[-1])
     total = sum(f["questions"] for f in folds) or 1
-    pooled = {
+    pooled: dict[str, Any] = {
         who: {
             key: round(sum(f[who][key] * f["questions"] for f in folds) / total, 4)
-            for key in ("f1", "exact_match")
+            for key in (folds[0][who] if folds else ())
         }
-        for who in ("learned", "linear")
+        for who in ("learned", "linear", "null")
     }
     return {"questions": total, **pooled, "folds": folds, "config": asdict(config)}, tensors
+
+
+def null_rates(
+    examples: Sequence[SpanExample], spans: Sequence[SpanChoice | None]
+) -> dict[str, float]:
+    """How often the reader's best span beats its [CLS] score on sentences holding the
+    answer, and how often it does not on sentences without it (negatives)."""
+    said = [
+        (ex.answerable, s is not None and s.score > s.null_score)
+        for ex, s in zip(examples, spans, strict=True)
+    ]
+    pos = [answered for answerable, answered in said if answerable]
+    neg = [not answered for answerable, answered in said if not answerable]
+    return {
+        "answer_sentences_read_as_answering": round(sum(pos) / max(len(pos), 1), 4),
+        "other_sentences_read_as_not": round(sum(neg) / max(len(neg), 1), 4),
+    }

@@ -34,6 +34,7 @@ from qa.ask.answer import (
 from qa.ask.answer_features import SENTENCE_FEATURES, Candidate, candidates, sentence_features
 from qa.ask.answerer import (
     REFUSAL_FEATURES,
+    REREAD_WEIGHT,
     AnswererWeights,
     LearnedReader,
     SpanFinder,
@@ -45,6 +46,7 @@ from qa.ask.logistic import LinearModel, fit_logistic
 from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.embed.registry import model_id_for
+from qa.errors import ConfigError
 from qa.evaluation.asked import Asked, AskedSet, collect, context_for, scores_for
 from qa.evaluation.metrics import contains_gold, exact_match, token_f1
 from qa.index.generation import IndexGeneration
@@ -161,10 +163,13 @@ def report_fold(
     weights: AnswererWeights,
     fold: Callable[[Asked], bool],
     span: SpanFinder | None = None,
+    reread_weight: float = REREAD_WEIGHT,
 ) -> dict[str, float]:
     """Figures of the questions ``fold`` selects, answered by a LearnedReader with ``weights``
     (and the span model ``span``; ``None``: the linear span scorer)."""
-    reader = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights, span_model=span)
+    reader = LearnedReader(
+        template=DEFAULT_TEMPLATE, weights=weights, span_model=span, reread_weight=reread_weight
+    )
     answerable = [a for a in asked.answerable if fold(a)]
     right = refused = forced = by_rule = 0
     f1 = exact = 0.0
@@ -237,6 +242,7 @@ def train(
     cache: Path,
     limit: int | None = None,
     span_finders: Mapping[int, SpanFinder] | None = None,
+    reread_weight: float = REREAD_WEIGHT,
 ) -> tuple[AnswererWeights, dict[str, Any]]:
     """Held-out figures per fold and over all folds, then the weights fitted on every fold.
 
@@ -257,7 +263,7 @@ def train(
             [a for a in _negatives(asked) if not held_out(a)],
         )
         span = span_finders.get(f) if span_finders is not None else None
-        folds.append(report_fold(asked, weights, held_out, span))
+        folds.append(report_fold(asked, weights, held_out, span, reread_weight))
         log.info("fold %s: %s", f, folds[-1])
     total = sum(f["questions"] for f in folds) or 1
     pooled = {
@@ -290,11 +296,43 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="weights file to write")
     parser.add_argument("--cache", type=Path, default=Path(".eval-cache"), help="cache folder")
     parser.add_argument("--limit", type=int, help="use only the first N questions")
+    parser.add_argument(
+        "--span-folds",
+        type=Path,
+        help="answer each held-out fold N with the span reader in DIR/fold-N "
+        "(written by `qa train-span-reader --folds-out DIR`) instead of the linear scorer",
+    )
+    parser.add_argument(
+        "--reread-weight",
+        type=float,
+        default=REREAD_WEIGHT,
+        help="weight of the span reader's answer-vs-null margin when it re-reads sentences",
+    )
+
+
+def fold_span_readers(folder: Path, backend: str) -> dict[int, SpanFinder]:
+    """The span readers ``qa train-span-reader --folds-out`` wrote, by held-out fold."""
+    from qa.ask.span_model import load_span_model
+
+    found = {f: folder / f"fold-{f}" for f in range(FOLDS) if (folder / f"fold-{f}").is_dir()}
+    if not found:
+        raise ConfigError(f"span reader folds '{folder}' hold no fold-0 .. fold-{FOLDS - 1}")
+    return {f: load_span_model(path, backend=backend) for f, path in found.items()}
 
 
 def run_train_command(args: argparse.Namespace, settings: Settings) -> int:
     """Fit, print the held-out report as JSON, write the weights aside then into place."""
-    weights, report = train(args.xquad, settings, cache=args.cache, limit=args.limit)
+    finders = None
+    if args.span_folds is not None:
+        finders = fold_span_readers(args.span_folds, settings.backend)
+    weights, report = train(
+        args.xquad,
+        settings,
+        cache=args.cache,
+        limit=args.limit,
+        span_finders=finders,
+        reread_weight=args.reread_weight,
+    )
     text = json.dumps(weights_json(weights), indent=1, sort_keys=True) + "\n"
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
