@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models(p)
     _add_eval_arguments(p)
 
-    from qa.evaluation.training import add_train_arguments
+    from qa.evaluation.train_command import add_train_arguments
 
     p = sub.add_parser("train-answerer", help="fit the answer models on XQuAD, write weights")
     _common(p)
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return _ask(args, settings)
         if args.command == "train-answerer":
-            from qa.evaluation.training import run_train_command
+            from qa.evaluation.train_command import run_train_command
 
             return run_train_command(args, settings)
         if args.command == "train-span-reader":

@@ -3,22 +3,33 @@ weights file's validation and the training command's reproducibility."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qa.ask.answer import Abstention, Answer, is_unknown_terms_reason, question_type
-from qa.ask.answerer import LearnedReader, load_weights
+from qa.ask.answerer import (
+    READ_REFUSAL_FEATURES,
+    LearnedReader,
+    ReadRefusal,
+    load_weights,
+    weights_json,
+)
+from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
 from qa.ask.retrieval import Hit
 from qa.ask.service import QAService
+from qa.ask.span_model import SpanChoice
 from qa.ask.spans import wh_word
 from qa.cli import main
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.errors import ConfigError
-from qa.evaluation.training import calibrate_threshold, fold_span_readers
+from qa.evaluation.train_command import fold_span_readers
+from qa.evaluation.training import calibrate_threshold
 from qa.index.builder import build_index
 from qa.ingest.passages import Passage
 
@@ -209,3 +220,112 @@ def test_answer_settings_from_the_environment() -> None:
     assert Settings.load(environ={}).answer_threshold is None  # the calibrated one
     with pytest.raises(ConfigError, match="'clever'"):
         Settings.load(environ={"QA_ANSWER_SCORER": "clever"})
+
+
+class MarginReader:
+    """A stand-in span reader trained with negatives: its whole-sentence span scores
+    ``margin`` against the null span or, given each question's ``gold`` answer, +5 when the
+    sentence holds it and -5 when it does not."""
+
+    reads_no_answer = True
+
+    def __init__(
+        self, margin: float = 0.0, gold: dict[str, str] | None = None, sha: str = "r1"
+    ) -> None:
+        self.margin, self.gold, self.weights_sha256 = margin, gold, sha
+
+    def find(self, question: str, context: str, window: object = None) -> SpanChoice:
+        margin = self.margin
+        if self.gold is not None:
+            margin = 5.0 if self.gold[question] in context else -5.0
+        return SpanChoice(0, len(context), margin, 0.0)
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        return [self.find(q, c) for q, c, _ in items]
+
+
+def _margin_only(threshold: float) -> ReadRefusal:
+    """A read refusal that looks at the read margin alone: confidence = sigmoid(margin)."""
+    n = len(READ_REFUSAL_FEATURES)
+    model = LinearModel(
+        READ_REFUSAL_FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * (n - 1) + (1.0,), 0.0
+    )
+    return ReadRefusal(model, threshold, span_reader_sha256="r1")
+
+
+def test_the_read_refusal_follows_the_span_readers_margin() -> None:
+    weights = dataclasses.replace(load_weights(), read_refusal=_margin_only(0.5))
+    context = ReaderContext(np.zeros(4, dtype=np.float32), lambda _row: [0.7, 0.3])
+    question = "When did the expo open?"
+
+    def ask(margin: float) -> Answer | Abstention:
+        reader = LearnedReader(
+            template=DEFAULT_TEMPLATE, weights=weights, span_model=MarginReader(margin)
+        )
+        return reader.answer(question, [_hit()], context)
+
+    assert isinstance(ask(8.0), Answer)
+    refused = ask(-8.0)
+    assert isinstance(refused, Abstention)
+    assert "needed 0.50" in refused.reason
+    assert refused.support < 0.01
+    # Without it, the same reader falls back to the refusal without the margin.
+    plain = LearnedReader(
+        template=DEFAULT_TEMPLATE, weights=load_weights(), span_model=MarginReader(-8.0)
+    ).answer(question, [_hit()], context)
+    assert (
+        plain.support
+        == LearnedReader(template=DEFAULT_TEMPLATE, weights=load_weights())
+        .answer(question, [_hit()], context)
+        .support
+    )
+
+
+def test_the_read_refusal_is_used_only_with_the_span_reader_it_was_fitted_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qa.ask import answerer, pipeline
+
+    weights = dataclasses.replace(load_weights(), read_refusal=_margin_only(0.5))
+    monkeypatch.setattr(answerer, "load_weights", lambda: weights)
+    for finder, kept in ((MarginReader(sha="r1"), True), (MarginReader(sha="other"), False)):
+        monkeypatch.setattr(pipeline, "load_span_finder", lambda s, f=finder: f)
+        reader = pipeline.load_reader(Settings())
+        assert isinstance(reader, LearnedReader)
+        assert (reader.weights.read_refusal is not None) == kept
+
+
+def test_train_answerer_fits_a_read_refusal_on_cross_fitted_margins(tmp_path: Path) -> None:
+    from qa.evaluation.training import train
+
+    squad = _squad(tmp_path / "squad.json")
+    gold = {
+        a["question"]: a["answers"][0]["text"]
+        for art in json.loads(squad.read_text())["data"]
+        for p in art["paragraphs"]
+        for a in p["qas"]
+    }
+    finders = {f: MarginReader(gold=gold) for f in range(4)}
+    weights, report = train(
+        squad,
+        Settings(model="fake"),
+        cache=tmp_path / "cache",
+        span_finders=finders,
+        span_reader_sha256="abc",
+    )
+    read = weights.read_refusal
+    assert read is not None
+    assert read.span_reader_sha256 == "abc"
+    # Answerable questions read +5 (their sentence holds the answer), hidden ones -5: the
+    # margin separates them, so the refusal leans on it.
+    assert read.model.coef[READ_REFUSAL_FEATURES.index("read_margin")] > 0
+    assert 0.0 <= read.threshold <= 1.0
+    assert "read_margin" in weights.trained_on
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(weights_json(weights)), encoding="utf-8")
+    loaded = load_weights(path).read_refusal
+    assert loaded is not None
+    assert loaded.to_json() == read.to_json()  # the file holds it, rounded as written
+    assert report["held_out"]["answer_holds_gold"] > 0

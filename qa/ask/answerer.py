@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,7 @@ from qa.ask.answer_features import (
 )
 from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
+from qa.ask.reread import REREAD, REREAD_WEIGHT, Reread, SpanFinder, reread
 from qa.ask.retrieval import Hit
 from qa.ask.span_model import SpanChoice
 from qa.ask.spans import SPAN_FEATURES, best_span
@@ -68,6 +69,26 @@ REFUSAL_FEATURES: tuple[str, ...] = (
     "coverage",
     "top_bm25",
 )
+#: The refusal's features when the span reader re-read the best sentences.
+READ_REFUSAL_FEATURES: tuple[str, ...] = (*REFUSAL_FEATURES, "read_margin")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRefusal:
+    """A refusal fitted with the span reader's read margin, for that one reader."""
+
+    model: LinearModel
+    threshold: float
+    #: The SHA-256 of the span reader's weights file whose margins it was fitted on.
+    span_reader_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's JSON form of this part."""
+        return {
+            "model": self.model.to_json(),
+            "threshold": round(self.threshold, 6),
+            "span_reader_sha256": self.span_reader_sha256,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +100,8 @@ class AnswererWeights:
     span: LinearModel
     threshold: float
     trained_on: dict[str, Any]
+    #: The refusal used instead when the span reader it names re-reads the sentences.
+    read_refusal: ReadRefusal | None = None
 
 
 def weights_json(weights: AnswererWeights) -> dict[str, Any]:
@@ -90,6 +113,7 @@ def weights_json(weights: AnswererWeights) -> dict[str, Any]:
         "refusal": weights.refusal.to_json(),
         "span": weights.span.to_json(),
         "threshold": round(weights.threshold, 6),
+        **({"read_refusal": weights.read_refusal.to_json()} if weights.read_refusal else {}),
     }
 
 
@@ -111,7 +135,15 @@ def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
         threshold = float(data["threshold"])
         trained_on = dict(data["trained_on"])
         parts = data["sentence"], data["refusal"], data["span"]
-    except (KeyError, TypeError, ValueError) as exc:
+        read = data.get("read_refusal")
+        read_refusal = None
+        if read is not None:
+            read_refusal = ReadRefusal(
+                LinearModel.from_json(read["model"], expect=READ_REFUSAL_FEATURES, where=where),
+                float(read["threshold"]),
+                str(read["span_reader_sha256"]),
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{where} lack a part: {exc!r}") from None
     return AnswererWeights(
         sentence=LinearModel.from_json(parts[0], expect=SENTENCE_FEATURES, where=where),
@@ -119,6 +151,7 @@ def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
         span=LinearModel.from_json(parts[2], expect=SPAN_FEATURES, where=where),
         threshold=threshold,
         trained_on=trained_on,
+        read_refusal=read_refusal,
     )
 
 
@@ -148,33 +181,6 @@ def refusal_features(
     )
 
 
-class SpanFinder(Protocol):
-    """Picks the answer span of a sentence (:class:`qa.ask.span_model.SpanModel`)."""
-
-    @property
-    def reads_no_answer(self) -> bool:
-        """Whether its [CLS] (null) score was trained to say "not in this sentence"."""
-        ...
-
-    def find(
-        self, question: str, context: str, window: tuple[int, int] | None = None
-    ) -> SpanChoice | None:
-        """The best span of ``context`` inside ``window``, or ``None``."""
-        ...
-
-    def find_many(
-        self, items: Sequence[tuple[str, str, tuple[int, int]]]
-    ) -> list[SpanChoice | None]:
-        """:meth:`find` for many (question, context, window) triples at once."""
-        ...
-
-
-#: How many of the sentence model's best sentences the span reader re-reads.
-REREAD = 3
-#: Weight of the span reader's answer-vs-null margin beside the sentence model's logit.
-REREAD_WEIGHT = 1.0
-
-
 def pick_span(
     question: str, sentence: str, weights: AnswererWeights, finder: SpanFinder | None
 ) -> tuple[int, int] | None:
@@ -197,7 +203,8 @@ class LearnedReader:
     #: Picks the bold span (the fine-tuned span reader); ``None``: the linear span scorer.
     span_model: SpanFinder | None = None
     #: With a span model trained on negatives, its best ``reread`` sentences are read by it
-    #: and the quote is the one with the best logit + ``reread_weight`` x (span - null).
+    #: and the quote is the one with the best logit + ``reread_weight`` x (span - null)
+    #: (:mod:`qa.ask.reread`).
     reread: int = REREAD
     reread_weight: float = REREAD_WEIGHT
 
@@ -212,16 +219,18 @@ class LearnedReader:
         x = sentence_features(question, cands)
         logits = self.weights.sentence.logits(x)
         meta = metadata_asked(question, cands)
-        read: SpanChoice | None = None
-        if meta:  # the headline or the date line was asked for: the sentence model's pick
+        # The headline or the date line was asked for: the sentence model's pick stands.
+        read = None if meta else self._reread(question, cands, logits)
+        if meta:
             chosen = max(meta, key=lambda i: logits[i])
         else:
-            chosen, read = self._choose(question, cands, logits)
+            chosen = int(np.argmax(logits)) if read is None else read.chosen
         best = cands[chosen]
-        r = refusal_features(question, cands, x, logits)
-        confidence = float(self.weights.refusal.probabilities(r[None, :])[0])
-        answer = self._answer(question, best, list(hits), confidence, read)
-        threshold = self.weights.threshold if self.threshold is None else self.threshold
+        confidence, threshold = self._confidence(question, cands, x, logits, read)
+        answer = self._answer(
+            question, best, list(hits), confidence, None if read is None else read.read
+        )
+        threshold = threshold if self.threshold is None else self.threshold
         if confidence < threshold:
             return Abstention(
                 f"the passages found do not support an answer "
@@ -239,26 +248,32 @@ class LearnedReader:
                 return Abstention(unknown_terms_reason(missing), round(confidence, 4), answer)
         return answer
 
-    def _choose(
-        self, question: str, cands: Sequence[Candidate], logits: Any
-    ) -> tuple[int, SpanChoice | None]:
-        """The quoted candidate and, when the span model re-read it, its span."""
-        order = [int(i) for i in np.argsort(-logits, kind="stable")[: max(self.reread, 1)]]
-        finder = self.span_model
-        if finder is None or len(order) == 1 or not finder.reads_no_answer:
-            return order[0], None
-        reads = finder.find_many(
-            [(question, cands[i].text, (0, len(cands[i].text))) for i in order]
+    def _reread(self, question: str, cands: Sequence[Candidate], logits: Any) -> Reread | None:
+        return reread(
+            self.span_model,
+            question,
+            cands,
+            logits,
+            count=self.reread,
+            weight=self.reread_weight,
         )
 
-        def combined(k: int) -> float:
-            read = reads[k]
-            if read is None:
-                return -math.inf
-            return float(logits[order[k]]) + self.reread_weight * (read.score - read.null_score)
-
-        k = max(range(len(order)), key=combined)
-        return order[k], reads[k]
+    def _confidence(
+        self,
+        question: str,
+        cands: Sequence[Candidate],
+        x: npt.NDArray[np.float64],
+        logits: Any,
+        read: Reread | None,
+    ) -> tuple[float, float]:
+        """The probability that the hits answer, and the threshold it is held to: with the
+        span reader's margin when the weights have a refusal fitted with it."""
+        r = refusal_features(question, cands, x, logits)
+        with_read = self.weights.read_refusal
+        if read is None or with_read is None:
+            return float(self.weights.refusal.probabilities(r[None, :])[0]), self.weights.threshold
+        row = np.append(r, read.margin)[None, :]
+        return float(with_read.model.probabilities(row)[0]), with_read.threshold
 
     def _answer(
         self,

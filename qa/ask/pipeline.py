@@ -7,7 +7,9 @@ once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,9 @@ from qa.config import RetrievalMode, Settings
 from qa.index.generation import IndexGeneration
 
 if TYPE_CHECKING:
-    from qa.ask.answerer import SpanFinder
+    from qa.ask.reread import SpanFinder
+
+log = logging.getLogger(__name__)
 
 #: Reorders the hits of a question (a cross-encoder reranker); ranks restart at 1.
 Rerank = Callable[[str, Sequence[Hit]], list[Hit]]
@@ -58,11 +62,19 @@ def load_reader(settings: Settings) -> Reader:
         return HandSetReader(template=settings.answer_template, threshold=threshold)
     from qa.ask.answerer import LearnedReader, load_weights
 
+    weights = load_weights()
+    finder = load_span_finder(settings)
+    read = weights.read_refusal
+    if read is not None and (finder is None or finder.weights_sha256 != read.span_reader_sha256):
+        # That refusal reads margins of one span reader; with another one (or none), the
+        # refusal without the margin is the calibrated one.
+        log.info("span reader %s: using the refusal without its read margin", settings.span_model)
+        weights = dataclasses.replace(weights, read_refusal=None)
     return LearnedReader(
         template=settings.answer_template,
-        weights=load_weights(),
+        weights=weights,
         threshold=settings.answer_threshold,
-        span_model=load_span_finder(settings),
+        span_model=finder,
     )
 
 

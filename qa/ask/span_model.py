@@ -184,6 +184,7 @@ class SpanModel:
         encode: Encode | None = None,
         max_length: int = MAX_LENGTH,
         no_answer: bool = False,
+        weights_sha256: str | None = None,
     ) -> None:
         if forward is None:
             if model is None:
@@ -195,6 +196,7 @@ class SpanModel:
             encode = hf_encoder(tokenizer, max_length)
         self._model = model
         self._no_answer = no_answer
+        self._weights_sha256 = weights_sha256
         self._forward = forward
         self._encode = encode
         # A fast tokenizer's truncation settings are state on one shared Rust object; the
@@ -206,6 +208,11 @@ class SpanModel:
         """Whether it was trained with sentences that do not answer (its null score means
         "not in this sentence"), so it can judge between candidate sentences."""
         return self._no_answer
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """The SHA-256 of the weights file it was loaded from (``None``: built in memory)."""
+        return self._weights_sha256
 
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
@@ -272,21 +279,25 @@ def load_span_model(
             f"with weights sha256 {expected[:12] or '(none)'}..., but the base model at '{base}' "
             f"has weights sha256 {found[:12]}...; rebuild it with `python -m qa train-span-reader`"
         )
+    digest = file_digest(folder / WEIGHTS_NAME)
     if backend == "onnx":
         # Once the graph of these exact weights is cached, serving needs no torch at all.
-        key = hashlib.sha256(f"{found}:{file_digest(folder / WEIGHTS_NAME)}".encode()).hexdigest()
+        key = hashlib.sha256(f"{found}:{digest}".encode()).hexdigest()
         forward = onnx_forward(
             lambda: qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder)),
             key[:16],
         )
         return SpanModel(
-            forward=forward, encode=rust_encoder(base, MAX_LENGTH), no_answer=no_answer
+            forward=forward,
+            encode=rust_encoder(base, MAX_LENGTH),
+            no_answer=no_answer,
+            weights_sha256=digest,
         )
     model = qa_model(base, _read_tensors(folder / WEIGHTS_NAME), where=str(folder))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    return SpanModel(tokenizer=tokenizer, model=model, no_answer=no_answer)
+    return SpanModel(tokenizer=tokenizer, model=model, no_answer=no_answer, weights_sha256=digest)
 
 
 def _read_tensors(path: Path) -> dict[str, Any]:

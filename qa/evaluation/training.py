@@ -1,22 +1,20 @@
 """``qa train-answerer``: fit the answer models on XQuAD English and report held-out folds.
 
-The weights file is written aside, then renamed into place.
-
 Every XQuAD paragraph becomes a seed file of one index (cached under ``--cache``). Each
 question is asked twice through :func:`qa.pipeline.run_question`: against the whole index
 (answerable), and with its own article's paragraphs filtered out and its article's words
 unknown to the reader (unanswerable by construction). Folds are ``article index mod 4``. For
 each fold the three models are fitted on the other three and the fold is answered by a
 :class:`~qa.answerer.LearnedReader` holding those weights; the shipped weights are then fitted
-on all four folds. Nothing here reads WikiQA or the seeds question set.
+on all four folds. Given the fold span readers of ``qa train-span-reader --folds-out``, the
+held-out folds are answered with them, and a second refusal is fitted with the span reader's
+read margin (:mod:`qa.ask.reread`). Nothing here reads WikiQA or the seeds question set.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,20 +31,19 @@ from qa.ask.answer import (
 )
 from qa.ask.answer_features import SENTENCE_FEATURES, Candidate, candidates, sentence_features
 from qa.ask.answerer import (
+    READ_REFUSAL_FEATURES,
     REFUSAL_FEATURES,
-    REREAD_WEIGHT,
     AnswererWeights,
     LearnedReader,
-    SpanFinder,
+    ReadRefusal,
     pick_span,
     refusal_features,
-    weights_json,
 )
 from qa.ask.logistic import LinearModel, fit_logistic
+from qa.ask.reread import REREAD, REREAD_WEIGHT, SpanFinder, reread
 from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.embed.registry import model_id_for
-from qa.errors import ConfigError
 from qa.evaluation.asked import Asked, AskedSet, collect, context_for, scores_for
 from qa.evaluation.metrics import contains_gold, exact_match, token_f1
 from qa.index.generation import IndexGeneration
@@ -67,10 +64,18 @@ def _gold(text: str, source: str, a: Asked) -> bool:
     return source == a.source and contains_gold(text, a.answers)
 
 
+#: The span reader's read margin of a question's best candidates (given their logits).
+Margin = Callable[[Asked, Sequence[Candidate], Any], float]
+
+
 def fit_weights(
-    gen: IndexGeneration, answerable: Sequence[Asked], unanswerable: Sequence[Asked]
+    gen: IndexGeneration,
+    answerable: Sequence[Asked],
+    unanswerable: Sequence[Asked],
+    margin: Margin | None = None,
 ) -> AnswererWeights:
-    """The three models and the refusal threshold, fitted on the questions given."""
+    """The three models and the refusal threshold, fitted on the questions given; with
+    ``margin``, also the refusal that adds the span reader's read margin."""
     xs, ys = [], []
     per_question = []
     for a in answerable:
@@ -80,20 +85,39 @@ def fit_weights(
         xs.append(x)
         ys.append([float(_gold(c.text, c.hit.passage.source, a)) for c in cands])
     sentence = fit_logistic(np.vstack(xs), np.concatenate(ys), features=SENTENCE_FEATURES, l2=1.0)
-    rx, ry = [], []
+    rx, ry, reads = [], [], []
     for label, group in ((1.0, per_question), (0.0, _scored(gen, sentence, unanswerable))):
         for a, cands, x in group:
             if cands:
-                rx.append(refusal_features(a.question, cands, x, sentence.logits(x)))
+                logits = sentence.logits(x)
+                rx.append(refusal_features(a.question, cands, x, logits))
                 ry.append(label)
-    refusal = fit_logistic(np.vstack(rx), np.asarray(ry), features=REFUSAL_FEATURES, l2=1.0)
+                reads.append(margin(a, cands, logits) if margin is not None else 0.0)
     # The unknown-names rule refuses some answerable questions whatever the confidence; the
     # threshold gets what is left of the refusal budget, measured on these training questions.
     ruled = [_refused_by_rule(gen, a, cands, x, sentence) for a, cands, x in per_question if cands]
-    confidence = refusal.probabilities(np.vstack(rx))[np.asarray(ry) == 1.0]
-    threshold = calibrate_threshold(confidence, np.asarray(ruled, dtype=bool), REFUSE_ANSWERABLE)
+    refusal, threshold = _fit_refusal(np.vstack(rx), np.asarray(ry), ruled, REFUSAL_FEATURES)
+    read_refusal = None
+    if margin is not None:
+        with_read = np.hstack([np.vstack(rx), np.asarray(reads)[:, None]])
+        model, read_threshold = _fit_refusal(
+            with_read, np.asarray(ry), ruled, READ_REFUSAL_FEATURES
+        )
+        read_refusal = ReadRefusal(model, read_threshold, span_reader_sha256="")
     span = _fit_span(per_question)
-    return AnswererWeights(sentence, refusal, span, threshold, {})
+    return AnswererWeights(sentence, refusal, span, threshold, {}, read_refusal)
+
+
+def _fit_refusal(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    ruled: Sequence[bool],
+    features: Sequence[str],
+) -> tuple[LinearModel, float]:
+    """A refusal model and its threshold, calibrated on the answerable rows (``y == 1``)."""
+    model = fit_logistic(x, y, features=features, l2=1.0)
+    confidence = model.probabilities(x)[y == 1.0]
+    return model, calibrate_threshold(confidence, np.asarray(ruled, dtype=bool), REFUSE_ANSWERABLE)
 
 
 def calibrate_threshold(
@@ -243,12 +267,19 @@ def train(
     limit: int | None = None,
     span_finders: Mapping[int, SpanFinder] | None = None,
     reread_weight: float = REREAD_WEIGHT,
+    span_reader_sha256: str = "",
 ) -> tuple[AnswererWeights, dict[str, Any]]:
     """Held-out figures per fold and over all folds, then the weights fitted on every fold.
 
     ``span_finders`` (fold -> span model trained without that fold) replaces the linear span
-    scorer in the held-out figures (``qa train-span-reader --end-to-end``)."""
+    scorer in the held-out figures (``qa train-span-reader --end-to-end``). When they were
+    trained with negatives, the refusal with the read margin is fitted too, on cross-fitted
+    margins (each question's from the reader that never saw its article), and stamped with
+    ``span_reader_sha256``, the shipped reader it is meant for."""
     asked = collect(path, settings, cache, limit)
+    margin = None
+    if span_finders and all(f.reads_no_answer for f in span_finders.values()):
+        margin = cross_fitted_margins(span_finders)
     folds: list[dict[str, float]] = []
     for f in range(FOLDS):
 
@@ -261,6 +292,7 @@ def train(
             asked.gen,
             [a for a in asked.answerable if not held_out(a)],
             [a for a in _negatives(asked) if not held_out(a)],
+            margin,
         )
         span = span_finders.get(f) if span_finders is not None else None
         folds.append(report_fold(asked, weights, held_out, span, reread_weight))
@@ -271,11 +303,27 @@ def train(
         for key in (folds[0] if folds else {})
         if key != "questions"
     }
-    final = fit_weights(asked.gen, asked.answerable, _negatives(asked))
-    trained_on = {
+    final = fit_weights(asked.gen, asked.answerable, _negatives(asked), margin)
+    trained_on = _trained_on(path, settings, len(asked.answerable))
+    read_refusal = None
+    if final.read_refusal is not None:
+        trained_on["read_margin"] = "cross-fitted by the fold readers; re-read " + str(REREAD)
+        read_refusal = dataclasses.replace(
+            final.read_refusal, span_reader_sha256=span_reader_sha256
+        )
+    weights = AnswererWeights(
+        final.sentence, final.refusal, final.span, final.threshold, trained_on, read_refusal
+    )
+    report = {"held_out": pooled, "folds": folds, "trained_on": trained_on}
+    return weights, report
+
+
+def _trained_on(path: Path, settings: Settings, questions: int) -> dict[str, Any]:
+    """What the weights file records of the data and settings they were fitted with."""
+    return {
         "data": path.name,
         "sha256": sha256_file(path),
-        "questions": len(asked.answerable),
+        "questions": questions,
         "negatives": "article hidden" + (" and paragraph hidden" if NEAR_MISS_NEGATIVES else ""),
         "folds": f"article index mod {FOLDS}",
         "model": model_id_for(settings.model),
@@ -283,59 +331,19 @@ def train(
         "retrieval_mode": settings.retrieval_mode,
         "passages": ANSWER_PASSAGES,
     }
-    weights = AnswererWeights(
-        final.sentence, final.refusal, final.span, final.threshold, trained_on
-    )
-    report = {"held_out": pooled, "folds": folds, "trained_on": trained_on}
-    return weights, report
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``qa train-answerer``."""
-    parser.add_argument("--xquad", type=Path, required=True, help="XQuAD / SQuAD v1.1 JSON file")
-    parser.add_argument("--out", type=Path, required=True, help="weights file to write")
-    parser.add_argument("--cache", type=Path, default=Path(".eval-cache"), help="cache folder")
-    parser.add_argument("--limit", type=int, help="use only the first N questions")
-    parser.add_argument(
-        "--span-folds",
-        type=Path,
-        help="answer each held-out fold N with the span reader in DIR/fold-N "
-        "(written by `qa train-span-reader --folds-out DIR`) instead of the linear scorer",
-    )
-    parser.add_argument(
-        "--reread-weight",
-        type=float,
-        default=REREAD_WEIGHT,
-        help="weight of the span reader's answer-vs-null margin when it re-reads sentences",
-    )
+def cross_fitted_margins(finders: Mapping[int, SpanFinder]) -> Margin:
+    """Each question's read margin by the reader of its own fold (trained without its article),
+    remembered per question and set of sentences read."""
+    seen: dict[tuple[int, tuple[str, ...]], float] = {}
 
+    def margin(a: Asked, cands: Sequence[Candidate], logits: Any) -> float:
+        read_texts = tuple(cands[int(i)].text for i in np.argsort(-logits, kind="stable")[:REREAD])
+        key = (id(a), read_texts)
+        if key not in seen:
+            read = reread(finders.get(a.article % FOLDS), a.question, cands, logits)
+            seen[key] = 0.0 if read is None else read.margin
+        return seen[key]
 
-def fold_span_readers(folder: Path, backend: str) -> dict[int, SpanFinder]:
-    """The span readers ``qa train-span-reader --folds-out`` wrote, by held-out fold."""
-    from qa.ask.span_model import load_span_model
-
-    found = {f: folder / f"fold-{f}" for f in range(FOLDS) if (folder / f"fold-{f}").is_dir()}
-    if not found:
-        raise ConfigError(f"span reader folds '{folder}' hold no fold-0 .. fold-{FOLDS - 1}")
-    return {f: load_span_model(path, backend=backend) for f, path in found.items()}
-
-
-def run_train_command(args: argparse.Namespace, settings: Settings) -> int:
-    """Fit, print the held-out report as JSON, write the weights aside then into place."""
-    finders = None
-    if args.span_folds is not None:
-        finders = fold_span_readers(args.span_folds, settings.backend)
-    weights, report = train(
-        args.xquad,
-        settings,
-        cache=args.cache,
-        limit=args.limit,
-        span_finders=finders,
-        reread_weight=args.reread_weight,
-    )
-    text = json.dumps(weights_json(weights), indent=1, sort_keys=True) + "\n"
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, args.out)
-    print(json.dumps(report))
-    return 0
+    return margin
