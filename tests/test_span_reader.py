@@ -364,7 +364,8 @@ def test_a_negative_example_targets_the_null_span(base: Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    neg = SpanExample("Who?", "Nobody here.", 0, 0, ("x",), 0, answerable=False)
+    # Offsets that cover "Nobody": a negative's target is [CLS] whatever its offsets say.
+    neg = SpanExample("Who?", "Nobody here.", 0, 6, ("x",), 0, answerable=False)
     pos = SpanExample("Who?", "Ada wrote.", 0, 3, ("Ada",), 0)
     enc = tokenizer(
         [neg.question, pos.question], [neg.sentence, pos.sentence], return_offsets_mapping=True

@@ -143,7 +143,7 @@ def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
                 float(read["threshold"]),
                 str(read["span_reader_sha256"]),
             )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where} lack a part: {exc!r}") from None
     return AnswererWeights(
         sentence=LinearModel.from_json(parts[0], expect=SENTENCE_FEATURES, where=where),
@@ -219,11 +219,18 @@ class LearnedReader:
         x = sentence_features(question, cands)
         logits = self.weights.sentence.logits(x)
         meta = metadata_asked(question, cands)
-        # The headline or the date line was asked for: the sentence model's pick stands.
-        read = None if meta else self._reread(question, cands, logits)
-        if meta:
+        read = None
+        if meta:  # the headline or the date line was asked for: the sentence model's pick
             chosen = max(meta, key=lambda i: logits[i])
         else:
+            read = reread(
+                self.span_model,
+                question,
+                cands,
+                logits,
+                count=self.reread,
+                weight=self.reread_weight,
+            )
             chosen = int(np.argmax(logits)) if read is None else read.chosen
         best = cands[chosen]
         confidence, threshold = self._confidence(question, cands, x, logits, read)
@@ -247,16 +254,6 @@ class LearnedReader:
             if missing:
                 return Abstention(unknown_terms_reason(missing), round(confidence, 4), answer)
         return answer
-
-    def _reread(self, question: str, cands: Sequence[Candidate], logits: Any) -> Reread | None:
-        return reread(
-            self.span_model,
-            question,
-            cands,
-            logits,
-            count=self.reread,
-            weight=self.reread_weight,
-        )
 
     def _confidence(
         self,

@@ -23,6 +23,8 @@ from qa.ask.span_model import SpanChoice
 REREAD = 3
 #: Weight of the span reader's answer-vs-null margin beside the sentence model's logit.
 REREAD_WEIGHT = 1.0
+#: The read margin when no sentence could be read at all (no token inside any of them).
+UNREAD_MARGIN = -50.0
 
 
 class SpanFinder(Protocol):
@@ -82,4 +84,4 @@ def reread(
     combined = [float(logits[i]) + weight * m for i, m in zip(order, margins, strict=True)]
     k = max(range(len(order)), key=lambda j: combined[j])
     best_margin = max(margins)
-    return Reread(order[k], reads[k], best_margin if math.isfinite(best_margin) else -50.0)
+    return Reread(order[k], reads[k], best_margin if math.isfinite(best_margin) else UNREAD_MARGIN)

@@ -153,7 +153,7 @@ def run_span_command(args: argparse.Namespace, settings: Settings) -> int:
             pool = stack.enter_context(ProcessPoolExecutor(args.jobs, mp_context=context))
         shipped = train_in(pool, examples, base, config)
         if not args.no_folds:
-            _held_out(args, settings, report, examples, base, config, pool)
+            _held_out(args, settings, report, examples, questions, base, config, pool)
         tensors = half(shipped.result())
     write_folder(args.out, tensors, manifest(args.xquad, base, config, questions))
     report["weights_bytes"] = (args.out / WEIGHTS_NAME).stat().st_size
@@ -166,6 +166,7 @@ def _held_out(
     settings: Settings,
     report: dict[str, Any],
     examples: list[SpanExample],
+    questions: int,
     base: Path,
     config: TrainConfig,
     pool: Executor | None,
@@ -173,7 +174,6 @@ def _held_out(
     """The folds' figures into ``report``: given the gold sentence, and through the pipeline."""
     report["given_gold_sentence"], fold_tensors = cross_validate(examples, base, config, pool)
     if args.folds_out is not None:
-        questions = sum(ex.answerable for ex in examples)
         for f, tensors in fold_tensors.items():
             meta = manifest(args.xquad, base, config, questions)
             meta["trained_on"]["held_out_fold"] = f
