@@ -129,7 +129,7 @@ def rates(model: str, docs: int, batch_size: int, rounds: int, work: Path) -> di
     n = len(texts)
     out: dict[str, Any] = {"passages": n, "batch_size": batch_size, "rounds": rounds}
     t = time.perf_counter()
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     out["cluster_start_s"] = round(time.perf_counter() - t, 2)
     ray.data.DataContext.get_current().enable_progress_bars = False
     local: list[float] = []

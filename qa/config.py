@@ -75,7 +75,7 @@ class Settings:
 
     # Where a build embeds: "local" (this process) or "ray" (pip install 'seedqa[ray]').
     executor: ExecutorName = "local"
-    # The Ray cluster to join ("auto", "ray://head:10001"); None starts a private local one.
+    # The Ray cluster to join ("auto", "ray://head:10001"); None: RAY_ADDRESS, else a private one.
     ray_address: str | None = None
     # Embedding actors on the cluster; 0 means one per CPU the cluster offers.
     ray_workers: int = 0

@@ -30,7 +30,12 @@ from qa.index.generation import IndexGeneration, load_index
 from .conftest import ROOT, SEEDS
 
 ray = pytest.importorskip("ray", reason="needs the 'ray' extra (make test installs it)")
-from qa.index.ray_executor import RayExecutor, actor_embedder, iter_parts  # noqa: E402
+from qa.index.ray_executor import (  # noqa: E402
+    RayExecutor,
+    actor_embedder,
+    cluster_address,
+    iter_parts,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -45,6 +50,7 @@ QUESTIONS = [
 def cluster() -> Iterator[None]:
     """One private local Ray cluster for the module: 2 CPUs, 100 MB object store."""
     ray.init(
+        address="local",  # a private cluster, even if another runs on this machine
         num_cpus=2,
         object_store_memory=100 * 1024 * 1024,
         include_dashboard=False,
@@ -110,6 +116,15 @@ def top10(settings: Settings, embedder: Embedder | None = None) -> list[list[str
         ]
     finally:
         service.close()
+
+
+def test_an_unset_address_starts_a_private_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ray.init(address=None) would join any cluster /tmp/ray/ray_current_cluster names.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster_address(None) == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert cluster_address(None) == "ray://head:10001"
+    assert cluster_address("auto") == "auto"
 
 
 def test_ray_build_equals_the_local_build(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
     )
     prepare_ray_environment()
     ray.init(
+        address="local",  # a private cluster, even if another runs on this machine
         num_cpus=2,
         object_store_memory=100 * 1024 * 1024,
         include_dashboard=False,

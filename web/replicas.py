@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from qa.config import Settings
 from qa.errors import ConfigError
+from qa.index.ray_executor import cluster_address
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def deploy(
 ) -> Any:
     """Start Ray Serve on ``host:port`` with ``replicas`` copies of the app; returns its handle.
 
-    Joins the cluster at ``settings.ray_address`` when Ray is not initialised yet (``None``
-    starts a local one). Blocks until every replica has finished its start-up (index loaded).
+    Joins the cluster at ``settings.ray_address`` when Ray is not initialised yet (unset: a
+    private local one, see :func:`qa.index.ray_executor.cluster_address`). Blocks until every
+    replica has finished its start-up (index loaded).
     """
     if replicas < 1:
         raise ConfigError(f"replicas must be at least 1, got {replicas}")
@@ -70,7 +72,11 @@ def deploy(
         raise ConfigError(MISSING_RAY) from exc
     if not ray.is_initialized():
         prepare_ray_environment()
-        ray.init(address=settings.ray_address, include_dashboard=False, configure_logging=False)
+        ray.init(
+            address=cluster_address(settings.ray_address),
+            include_dashboard=False,
+            configure_logging=False,
+        )
     serve.start(http_options={"host": host, "port": port})
 
     def builder() -> FastAPI:

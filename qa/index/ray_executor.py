@@ -151,11 +151,21 @@ class EmbedBatches:
         }
 
 
+def cluster_address(configured: str | None) -> str:
+    """The address ``ray.init`` gets: the configured one, else ``RAY_ADDRESS``, else ``"local"``.
+
+    ``ray.init(address=None)`` would join whatever cluster ``/tmp/ray/ray_current_cluster``
+    names, say one another program left running on this machine; unset means a private one.
+    """
+    return configured or os.environ.get("RAY_ADDRESS") or "local"
+
+
 class RayExecutor(Executor):
     """Runs the embedding of a build as a Ray Data pipeline over a pool of actors.
 
-    Joins the cluster at ``settings.ray_address`` (or starts a private local one when it is
-    ``None`` and Ray is not initialised yet); ``settings.ray_workers`` actors (0: one per CPU).
+    Joins the cluster at ``settings.ray_address`` when Ray is not initialised yet (see
+    :func:`cluster_address`: unset starts a private local one); ``settings.ray_workers``
+    actors (0: one per CPU).
     ``factory`` makes each actor's model (default: :func:`actor_embedder`).
     """
 
@@ -170,18 +180,17 @@ class RayExecutor(Executor):
         ray = self.ray
         if ray.is_initialized():
             return
-        log.info("joining Ray cluster at %s", self.settings.ray_address or "(new local)")
+        address = cluster_address(self.settings.ray_address)
+        log.info("joining Ray cluster at %s", address)
         try:
             ray.init(
-                address=self.settings.ray_address,
+                address=address,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
             )
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ConfigError(
-                f"cannot join the Ray cluster at {self.settings.ray_address!r}: {exc}"
-            ) from exc
+            raise ConfigError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
         self._started = True
 
     def _pool(self) -> tuple[int, float]:
