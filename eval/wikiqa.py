@@ -5,7 +5,8 @@ it; this script reads the shipped weights (fitted on XQuAD English) and measures
 question's candidate sentences (the summary of one Wikipedia page) become one passage; each
 sentence's similarity is the cosine of the sentence embedded on its own with the question
 (WikiQA pages are not indexed, so there are no pooled sentence vectors). The reader ranks the
-sentences with its sentence model and answers or refuses exactly as the service does.
+sentences with its sentence model and answers or refuses exactly as the service does (the
+reader of the default settings: the span reader re-reads the best sentences).
 
 Figures, as in Yang, Yih and Meek (2015):
 - MAP and MRR of the sentence ranking over the questions with at least one correct sentence;
@@ -32,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from qa.ask.answer import Answer  # noqa: E402
 from qa.ask.answer_features import candidates, sentence_features  # noqa: E402
-from qa.ask.answerer import LearnedReader, load_weights  # noqa: E402
+from qa.ask.answerer import LearnedReader  # noqa: E402
+from qa.ask.pipeline import load_reader  # noqa: E402
 from qa.ask.reader import ReaderContext  # noqa: E402
 from qa.ask.retrieval import Hit  # noqa: E402
-from qa.config import DEFAULT_TEMPLATE, Settings  # noqa: E402
+from qa.config import Settings  # noqa: E402
 from qa.embed.registry import load_embedder  # noqa: E402
 from qa.index.lexical import tokenize  # noqa: E402
 from qa.ingest.passages import Passage  # noqa: E402
@@ -100,8 +102,10 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     questions = read(args.split)
-    weights = load_weights()
-    reader = LearnedReader(template=DEFAULT_TEMPLATE, weights=weights)
+    # The reader the service runs: with the span reader re-reading the best sentences.
+    reader = load_reader(Settings())
+    assert isinstance(reader, LearnedReader), "the default settings give the learned reader"
+    weights = reader.weights
     embedder = load_embedder(Settings())
     q_vectors = embedder.embed([q.text for q in questions], batch_size=32)
     all_sentences = [s for q in questions for s in q.sentences]

@@ -272,15 +272,27 @@ def test_the_read_refusal_follows_the_span_readers_margin() -> None:
     assert "needed 0.50" in refused.reason
     assert refused.support < 0.01
     # Without it, the same reader falls back to the refusal without the margin.
+    without = dataclasses.replace(load_weights(), read_refusal=None)
     plain = LearnedReader(
-        template=DEFAULT_TEMPLATE, weights=load_weights(), span_model=MarginReader(-8.0)
+        template=DEFAULT_TEMPLATE, weights=without, span_model=MarginReader(-8.0)
     ).answer(question, [_hit()], context)
     assert (
         plain.support
-        == LearnedReader(template=DEFAULT_TEMPLATE, weights=load_weights())
+        == LearnedReader(template=DEFAULT_TEMPLATE, weights=without)
         .answer(question, [_hit()], context)
         .support
     )
+
+
+def test_the_shipped_read_refusal_is_fitted_for_the_shipped_span_reader() -> None:
+    # Otherwise load_reader drops it and the service quietly runs on the plain refusal.
+    from qa.ask.span_model import DEFAULT_SPAN_READER, WEIGHTS_NAME, file_digest
+
+    read = load_weights().read_refusal
+    assert read is not None
+    assert read.span_reader_sha256 == file_digest(DEFAULT_SPAN_READER / WEIGHTS_NAME)
+    manifest = json.loads((DEFAULT_SPAN_READER / "manifest.json").read_text("utf-8"))
+    assert manifest["training"]["negatives"] > 0  # it reads "no answer", so it can re-read
 
 
 def test_the_read_refusal_is_used_only_with_the_span_reader_it_was_fitted_for(

@@ -236,6 +236,8 @@ class LastWord:
     """A stand-in span model: the last word of the context (one the linear scorer avoids)."""
 
     reads_no_answer = False
+    #: Not the shipped reader: the service uses the refusal without the read margin with it.
+    weights_sha256 = None
 
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
@@ -417,13 +419,14 @@ def test_a_span_model_folder_that_does_not_exist_stops_the_start(
 @pytest.mark.model
 def test_the_shipped_reader_starts_its_span_at_the_number_asked_for() -> None:
     # The example of issue 10: the linear scorer bolded "1,753.18 million" here, not "535". The
-    # shipped reader's span starts at "535" (it runs on past it: see docs/quality.md).
+    # shipped reader's span starts at "535" (the reader trained without negatives ran on past it
+    # to "... USD 1,753.18 million"; the one trained with them stops at "535").
     raw = next(SEEDS.glob("004_*.txt")).read_text(encoding="utf-8")
     s, e = next((s, e) for s, e in split_sentences(raw) if "535" in raw[s:e])
     reader = load_span_model(DEFAULT_SPAN_READER)
     choice = reader.find("How many US-funded enterprises had Chongqing approved by 2013?", raw[s:e])
     assert choice is not None
-    assert raw[s + choice.start : s + choice.end].startswith("535 ")
+    assert raw[s + choice.start : s + choice.end].split()[0] == "535"
 
 
 def test_the_span_model_flag_and_setting_reach_the_settings(no_env: None) -> None:
