@@ -286,13 +286,13 @@ def test_the_read_refusal_follows_the_span_readers_margin() -> None:
 
 def test_the_shipped_read_refusal_is_fitted_for_the_shipped_span_reader() -> None:
     # Otherwise load_reader drops it and the service quietly runs on the plain refusal.
-    from qa.ask.span_model import DEFAULT_SPAN_READER, WEIGHTS_NAME, file_digest
+    from qa.ask.span_model import DEFAULT_SPAN_READER, WEIGHTS_NAME, file_digest, read_manifest
 
     read = load_weights().read_refusal
     assert read is not None
     assert read.span_reader_sha256 == file_digest(DEFAULT_SPAN_READER / WEIGHTS_NAME)
-    manifest = json.loads((DEFAULT_SPAN_READER / "manifest.json").read_text("utf-8"))
-    assert manifest["training"]["negatives"] > 0  # it reads "no answer", so it can re-read
+    # It reads "no answer", so it can re-read.
+    assert read_manifest(DEFAULT_SPAN_READER)["training"]["negatives"] > 0
 
 
 def test_the_read_refusal_is_used_only_with_the_span_reader_it_was_fitted_for(
