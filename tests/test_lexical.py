@@ -15,6 +15,7 @@ from qa.index.lexical import (
     LexicalPart,
     build_postings,
     dead_term_counts,
+    known_word,
     tokenize,
 )
 
@@ -71,3 +72,12 @@ def test_knows_words_and_their_derived_forms_only() -> None:
     assert corpus.knows("Chilean")
     assert corpus.knows("Seattle")
     assert not corpus.knows("Zanzibar")
+
+
+def test_a_word_of_stop_words_only_is_known_and_prefixes_need_three_letters() -> None:
+    vocabulary = {"chile", "shell"}
+    assert known_word("The", vocabulary.__contains__)  # the 'The' of a title: no name at all
+    assert known_word("Chilean", vocabulary.__contains__)
+    assert known_word("Shelly", vocabulary.__contains__)  # a misspelt 'Shelley' still matches
+    assert not known_word("Zanzibar", vocabulary.__contains__)
+    assert not known_word("Chx", {"ch"}.__contains__)  # 'ch' is shorter than 3 letters

@@ -27,7 +27,7 @@ from qa.embed.registry import load_embedder, model_id_for
 from qa.evaluation.corpus import cache_folder, indexed
 from qa.evaluation.squad import read_squad
 from qa.index.generation import IndexGeneration, load_index
-from qa.index.lexical import tokenize
+from qa.index.lexical import known_word
 
 
 @dataclass
@@ -62,11 +62,12 @@ class Vocabulary:
                 self.count[t] = self.count.get(t, 0) + 1
 
     def known_without(self, article: int | None) -> Callable[[str], bool]:
+        """The service's test of a word (:func:`qa.index.lexical.known_word`), as if
+        ``article`` were not in the index."""
         own = self.by_article.get(article, set()) if article is not None else set()
 
         def known(word: str) -> bool:
-            terms = tokenize(word)
-            return bool(terms) and all(self.count.get(t, 0) - (t in own) > 0 for t in terms)
+            return known_word(word, lambda t: self.count.get(t, 0) - (t in own) > 0)
 
         return known
 

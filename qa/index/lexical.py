@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,6 +48,16 @@ def tokenize(text: str) -> list[str]:
     stop = _stopwords()
     words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
     return list(_stemmer().stemWords(words))  # type: ignore[attr-defined]
+
+
+def known_word(word: str, has: Callable[[str], bool]) -> bool:
+    """Whether a word of a question is in a vocabulary (``has(stemmed term)``), allowing for
+    derived forms: 'Chilean' is known when 'chile' is, since a prefix of at least 3 letters of
+    each stem counts. A word that is all stop words (the 'The' of a title) is known."""
+    return all(
+        any(has(stem[:n]) for n in range(len(stem), min(3, len(stem)) - 1, -1))
+        for stem in tokenize(word)
+    )
 
 
 @lru_cache(maxsize=1 << 16)
@@ -168,15 +178,8 @@ class CorpusLexical:
         return sum(p.postings.df(h) - p.dead_df.get(h, 0) for p in self.parts)
 
     def knows(self, term: str) -> bool:
-        """Whether a word of a question occurs in the index, allowing for derived forms
-        ('Chilean' is known when 'Chile' is)."""
-        return all(
-            any(
-                self.df(term_hash(stem[:n])) > 0
-                for n in range(len(stem), min(3, len(stem)) - 1, -1)
-            )
-            for stem in tokenize(term)
-        )
+        """Whether a word of a question occurs in the index (:func:`known_word`)."""
+        return known_word(term, lambda t: self.df(term_hash(t)) > 0)
 
     def part_scores(self, question: str) -> list[npt.NDArray[np.float32]]:
         """BM25 score of every local row of each segment (zero for dead rows and no match);
