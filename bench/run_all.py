@@ -26,6 +26,7 @@ SCRIPTS: dict[str, tuple[str, list[str], str]] = {
     "txtai_peer": ("txtai_peer.py", [], "txtai_peer"),
     "startup": ("startup.py", [], "startup"),
     "reader_cost": ("reader_cost.py", ["--torch-threads", "1"], "reader_cost"),
+    "span_reader": ("span_reader.py", [], "span_reader"),
     "search": ("search.py", [], "search"),
     "put_searchable": ("put_searchable.py", [], "put_searchable"),
     "search_lowdim": (

@@ -40,6 +40,11 @@ def _models(parser: argparse.ArgumentParser) -> None:
         "--span-model",
         help="bold answer span: 'learned' (default), 'features' (linear) or a span reader folder",
     )
+    parser.add_argument(
+        "--span-precision",
+        choices=["int8", "fp32"],
+        help="the span reader's weights under ONNX Runtime: 'int8' (default, faster) or 'fp32'",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +117,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         reader=getattr(args, "reader", None),
         reranker=getattr(args, "reranker", None),
         span_model=getattr(args, "span_model", None),
+        span_precision=getattr(args, "span_precision", None),
     )
 
 

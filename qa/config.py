@@ -20,6 +20,8 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 ApproximateIndex = Literal["hnsw", "ivf", "ivfpq"]
 Backend = Literal["torch", "onnx"]
 AnswerScorer = Literal["learned", "handset"]
+#: Weights of the span reader run by ONNX Runtime: int8 (dynamically quantised) or fp32.
+SpanPrecision = Literal["int8", "fp32"]
 #: Where a build embeds: in this process, or on a Ray cluster (:mod:`qa.index.ray_executor`).
 ExecutorName = Literal["local", "ray"]
 
@@ -92,6 +94,10 @@ class Settings:
     # and shipped in qa/data/span_reader/), "features" (the linear span scorer), or the path of
     # a folder written by `qa train-span-reader`.
     span_model: str = "learned"
+    # With backend "onnx", the span reader's graph is quantised to int8 weights once, after the
+    # export: about twice as fast on the CPU, with the held-out figures of docs/quality.md
+    # ("fp32": the exported graph as is; the torch backend always runs fp32).
+    span_precision: SpanPrecision = "int8"
     # Refuse below this confidence; None: the threshold calibrated with the learned weights
     # (the hand-set scorer then uses 0.53 on its best sentence similarity).
     answer_threshold: float | None = None
@@ -138,6 +144,11 @@ class Settings:
             raise ConfigError(
                 "span_model must be 'learned', 'features' or the path of a span reader folder, "
                 "got ''"
+            )
+        if self.span_precision not in get_args(SpanPrecision):
+            raise ConfigError(
+                f"span_precision must be one of {get_args(SpanPrecision)}, "
+                f"got {self.span_precision!r}"
             )
         if self.executor not in get_args(ExecutorName):
             raise ConfigError(

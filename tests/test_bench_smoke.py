@@ -128,6 +128,15 @@ def test_inference_quick(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.model
+def test_span_reader_quick(tmp_path: Path) -> None:
+    result = run_quick("span_reader.py", tmp_path)
+    assert result["questions"] == 3
+    assert set(result["reads"]) == {f"{p}_{n}" for p in ("fp32", "int8") for n in (1, 2, 3)}
+    assert result["reads"]["int8_3"]["n"] == 3
+    assert 0.0 <= result["int8_same_span_share"] <= 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.model
 def test_batch_size_quick(tmp_path: Path) -> None:

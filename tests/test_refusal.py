@@ -210,7 +210,7 @@ def test_train_answerer_reproduces_its_weights_exactly(
 def test_span_folds_without_any_fold_reader_are_named(tmp_path: Path) -> None:
     (tmp_path / "fold-9").mkdir()  # not a fold of the 4
     with pytest.raises(ConfigError, match=f"span reader folds '{tmp_path}' hold no fold-0"):
-        fold_span_readers(tmp_path, "onnx")
+        fold_span_readers(tmp_path, "onnx", "int8")
 
 
 def test_answer_settings_from_the_environment() -> None:
@@ -230,9 +230,14 @@ class MarginReader:
     reads_no_answer = True
 
     def __init__(
-        self, margin: float = 0.0, gold: dict[str, str] | None = None, sha: str = "r1"
+        self,
+        margin: float = 0.0,
+        gold: dict[str, str] | None = None,
+        sha: str = "r1",
+        precision: str = "fp32",
     ) -> None:
         self.margin, self.gold, self.weights_sha256 = margin, gold, sha
+        self.precision = precision
 
     def find(self, question: str, context: str, window: object = None) -> SpanChoice:
         margin = self.margin
@@ -291,6 +296,8 @@ def test_the_shipped_read_refusal_is_fitted_for_the_shipped_span_reader() -> Non
     read = load_weights().read_refusal
     assert read is not None
     assert read.span_reader_sha256 == file_digest(DEFAULT_SPAN_READER / WEIGHTS_NAME)
+    # ... and for the precision the service runs it at by default.
+    assert read.span_precision == Settings().span_precision
     # It reads "no answer", so it can re-read.
     assert read_manifest(DEFAULT_SPAN_READER)["training"]["negatives"] > 0
 
@@ -302,7 +309,13 @@ def test_the_read_refusal_is_used_only_with_the_span_reader_it_was_fitted_for(
 
     weights = dataclasses.replace(load_weights(), read_refusal=_margin_only(0.5))
     monkeypatch.setattr(answerer, "load_weights", lambda: weights)
-    for finder, kept in ((MarginReader(sha="r1"), True), (MarginReader(sha="other"), False)):
+    finders = (
+        (MarginReader(sha="r1"), True),
+        (MarginReader(sha="other"), False),
+        # The same weights at another precision read other margins.
+        (MarginReader(sha="r1", precision="int8"), False),
+    )
+    for finder, kept in finders:
         monkeypatch.setattr(pipeline, "load_span_finder", lambda s, f=finder: f)
         reader = pipeline.load_reader(Settings())
         assert isinstance(reader, LearnedReader)
@@ -319,7 +332,7 @@ def test_train_answerer_fits_a_read_refusal_on_cross_fitted_margins(tmp_path: Pa
         for p in art["paragraphs"]
         for a in p["qas"]
     }
-    finders = {f: MarginReader(gold=gold) for f in range(4)}
+    finders = {f: MarginReader(gold=gold, precision="int8") for f in range(4)}
     weights, report = train(
         squad,
         Settings(model="fake"),
@@ -330,6 +343,7 @@ def test_train_answerer_fits_a_read_refusal_on_cross_fitted_margins(tmp_path: Pa
     read = weights.read_refusal
     assert read is not None
     assert read.span_reader_sha256 == "abc"
+    assert read.span_precision == "int8"  # the fold readers' precision, as they were run
     # Answerable questions read +5 (their sentence holds the answer), hidden ones -5: the
     # margin separates them, so the refusal leans on it.
     assert read.model.coef[READ_REFUSAL_FEATURES.index("read_margin")] > 0

@@ -6,7 +6,9 @@ Training runs on a tiny randomly initialised BERT built here, on a handful of ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,13 +17,16 @@ import pytest
 
 from qa.ask.answer import Answer
 from qa.ask.answerer import LearnedReader, load_weights
+from qa.ask.reread import read_order
 from qa.ask.span_model import (
     DEFAULT_SPAN_READER,
     MANIFEST_NAME,
     WEIGHTS_NAME,
     SpanChoice,
+    SpanModel,
     decode_span,
     load_span_model,
+    qa_model,
 )
 from qa.ask.spans import best_span
 from qa.config import Settings
@@ -207,6 +212,51 @@ def test_the_onnx_graph_gives_the_torch_logits(
         assert abs(a.null_score - b.null_score) < 1e-3
 
 
+def test_sentences_read_side_by_side_come_back_in_order(base: Path, trained: Path) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    one = load_span_model(trained, base=base, backend="torch")
+    items = [(q, s, (0, len(s))) for q, s, _ in SENTENCES] * 3
+    side_by_side = SpanModel(
+        tokenizer=AutoTokenizer.from_pretrained(base, local_files_only=True),
+        model=qa_model(base, load_file(trained / WEIGHTS_NAME)),
+        workers=3,
+    )
+    assert side_by_side.find_many(items) == one.find_many(items)
+    assert [one.find(q, s) for q, s, _ in items] == one.find_many(items)
+
+
+def test_the_int8_graph_is_quantised_once_and_reads_like_the_fp32_one(
+    base: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEDQA_CACHE", str(tmp_path))
+    fp32 = load_span_model(trained, base=base, backend="onnx")
+    int8 = load_span_model(trained, base=base, backend="onnx", precision="int8")
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    [graph] = tmp_path.glob("onnx/span-*/model.int8-per-channel.onnx")
+    # int8 weights: the quantised graph is much smaller than the fp32 one beside it.
+    assert graph.stat().st_size < 0.6 * (graph.parent / "model.onnx").stat().st_size
+    stamp = graph.stat().st_mtime_ns
+    load_span_model(trained, base=base, backend="onnx", precision="int8")
+    assert graph.stat().st_mtime_ns == stamp  # cached, not quantised again
+    items = [(q, s, (0, len(s))) for q, s, _ in SENTENCES]
+    for a, b in zip(fp32.find_many(items), int8.find_many(items), strict=True):
+        assert a is not None
+        assert b is not None
+        assert a.score != b.score  # really another graph
+        # Quantisation moves logits a little: the scores stay close.
+        assert abs(a.score - b.score) < 0.25 * max(1.0, abs(a.score))
+        assert abs(a.null_score - b.null_score) < 0.25 * max(1.0, abs(a.null_score))
+
+
+def test_an_unknown_precision_is_named(base: Path, trained: Path) -> None:
+    with pytest.raises(ReaderError, match="'int4'"):
+        load_span_model(trained, base=base, backend="onnx", precision="int4")
+    with pytest.raises(ConfigError, match=r"span_precision.*'int4'"):
+        Settings(span_precision="int4")  # type: ignore[arg-type]
+
+
 def test_a_reader_trained_on_another_base_model_is_refused(trained: Path, tmp_path: Path) -> None:
     other = build_base(tmp_path / "other", seed=1)
     with pytest.raises(ReaderError, match=r"trained on base model .* but the base model at"):
@@ -238,6 +288,7 @@ class LastWord:
     reads_no_answer = False
     #: Not the shipped reader: the service uses the refusal without the read margin with it.
     weights_sha256 = None
+    precision = "fp32"
 
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
@@ -273,12 +324,25 @@ class PrefersTheLast(LastWord):
         return out
 
 
-def _ask(settings: Settings, monkeypatch: pytest.MonkeyPatch, finder: object) -> object:
+def _ask(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    finder: object,
+    gap: float | None = None,
+) -> object:
     from qa.ask import pipeline
+    from qa.ask import service as service_module
     from qa.ask.service import QAService
     from qa.index.builder import build_index
 
     monkeypatch.setattr(pipeline, "load_span_finder", lambda s: finder)
+    if gap is not None:  # the reader the settings load, re-reading within another gap
+        load = pipeline.load_reader
+        monkeypatch.setattr(
+            service_module,
+            "load_reader",
+            lambda s: dataclasses.replace(load(s), reread_gap=gap),  # type: ignore[type-var]
+        )
     build_index(settings)
     service = QAService(settings.replace(retrieval_mode="bm25"))
     try:
@@ -308,10 +372,10 @@ def test_a_reader_trained_with_negatives_rereads_the_best_sentences_and_can_over
 ) -> None:
     plain = _ask(settings, monkeypatch, LastWord())
     rereader = PrefersTheLast()
-    answer = _ask(settings, monkeypatch, rereader)
+    answer = _ask(settings, monkeypatch, rereader, gap=math.inf)
     assert isinstance(plain, Answer)
     assert isinstance(answer, Answer)
-    # One call, with the sentence model's best three sentences, best first.
+    # One call, with the sentence model's best three sentences (no gap limit), best first.
     assert len(rereader.calls) == 1
     asked = rereader.calls[0]
     assert len(asked) == 3
@@ -326,6 +390,27 @@ def test_a_reader_trained_with_negatives_rereads_the_best_sentences_and_can_over
     assert raw[answer.start : answer.end] == answer.text
     assert raw[answer.span.start : answer.span.end] == answer.span.text
     assert answer.span.text == asked[2].rstrip(".").split()[-1]
+
+
+def test_the_default_gap_rereads_fewer_sentences_and_never_none(
+    settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    everything, near = PrefersTheLast(), PrefersTheLast()
+    _ask(settings, monkeypatch, everything, gap=math.inf)
+    _ask(settings, monkeypatch, near, gap=0.0)
+    assert len(everything.calls[0]) == 3
+    # A gap of 0 reads the best sentence alone (unless another ties it exactly).
+    assert near.calls[0] == everything.calls[0][:1]
+
+
+def test_read_order_keeps_the_best_and_those_within_the_gap() -> None:
+    logits = [0.5, 3.0, 2.5, 1.9, 2.9]
+    assert read_order(logits, 3, math.inf) == [1, 4, 2]
+    assert read_order(logits, 3, 0.5) == [1, 4, 2]  # 2.5 is exactly 0.5 below 3.0
+    assert read_order(logits, 3, 0.2) == [1, 4]
+    assert read_order(logits, 3, 0.0) == [1]
+    assert read_order(logits, 1, math.inf) == [1]
+    assert read_order([], 3, 1.0) == []
 
 
 def test_negatives_are_sibling_sentences_without_the_answer(tmp_path: Path) -> None:
@@ -423,10 +508,15 @@ def test_the_shipped_reader_starts_its_span_at_the_number_asked_for() -> None:
     # to "... USD 1,753.18 million"; the one trained with them stops at "535").
     raw = next(SEEDS.glob("004_*.txt")).read_text(encoding="utf-8")
     s, e = next((s, e) for s, e in split_sentences(raw) if "535" in raw[s:e])
-    reader = load_span_model(DEFAULT_SPAN_READER)
-    choice = reader.find("How many US-funded enterprises had Chongqing approved by 2013?", raw[s:e])
-    assert choice is not None
-    assert raw[s + choice.start : s + choice.end].split()[0] == "535"
+    question = "How many US-funded enterprises had Chongqing approved by 2013?"
+    # torch (fp32), and the int8 graph the service runs by default.
+    for reader in (
+        load_span_model(DEFAULT_SPAN_READER),
+        load_span_model(DEFAULT_SPAN_READER, backend="onnx", precision="int8"),
+    ):
+        choice = reader.find(question, raw[s:e])
+        assert choice is not None
+        assert raw[s + choice.start : s + choice.end].split()[0] == "535"
 
 
 def test_the_span_model_flag_and_setting_reach_the_settings(no_env: None) -> None:
@@ -437,3 +527,14 @@ def test_the_span_model_flag_and_setting_reach_the_settings(no_env: None) -> Non
     assert Settings.load(environ={"QA_SPAN_MODEL": "/x/reader"}).span_model == "/x/reader"
     with pytest.raises(ConfigError, match="span_model must be 'learned', 'features' or the path"):
         Settings(span_model=" ")
+
+
+def test_the_span_precision_flag_and_setting_reach_the_settings(no_env: None) -> None:
+    from qa.cli import build_parser, settings_from
+
+    assert Settings().span_precision == "int8"
+    args = build_parser().parse_args(["ask", "--span-precision", "fp32", "a question"])
+    assert settings_from(args).span_precision == "fp32"
+    assert Settings.load(environ={"QA_SPAN_PRECISION": "fp32"}).span_precision == "fp32"
+    with pytest.raises(ConfigError, match="'int4'"):
+        Settings.load(environ={"QA_SPAN_PRECISION": "int4"})

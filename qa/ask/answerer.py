@@ -46,7 +46,7 @@ from qa.ask.answer_features import (
 )
 from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
-from qa.ask.reread import REREAD, REREAD_WEIGHT, Reread, SpanFinder, reread
+from qa.ask.reread import REREAD, REREAD_GAP, REREAD_WEIGHT, Reread, SpanFinder, reread
 from qa.ask.retrieval import Hit
 from qa.ask.span_model import SpanChoice
 from qa.ask.spans import SPAN_FEATURES, best_span
@@ -81,6 +81,16 @@ class ReadRefusal:
     threshold: float
     #: The SHA-256 of the span reader's weights file whose margins it was fitted on.
     span_reader_sha256: str
+    #: The precision that reader ran at when its margins were measured (``"fp32"``, ``"int8"``).
+    span_precision: str = "fp32"
+
+    def fits(self, finder: SpanFinder | None) -> bool:
+        """Whether ``finder`` reads the margins this refusal was fitted on."""
+        return (
+            finder is not None
+            and finder.weights_sha256 == self.span_reader_sha256
+            and finder.precision == self.span_precision
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The file's JSON form of this part."""
@@ -88,6 +98,7 @@ class ReadRefusal:
             "model": self.model.to_json(),
             "threshold": round(self.threshold, 6),
             "span_reader_sha256": self.span_reader_sha256,
+            "span_precision": self.span_precision,
         }
 
 
@@ -142,6 +153,7 @@ def load_weights(path: Path = DEFAULT_WEIGHTS) -> AnswererWeights:
                 LinearModel.from_json(read["model"], expect=READ_REFUSAL_FEATURES, where=where),
                 float(read["threshold"]),
                 str(read["span_reader_sha256"]),
+                str(read.get("span_precision", "fp32")),
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where} lack a part: {exc!r}") from None
@@ -207,6 +219,7 @@ class LearnedReader:
     #: (:mod:`qa.ask.reread`).
     reread: int = REREAD
     reread_weight: float = REREAD_WEIGHT
+    reread_gap: float = REREAD_GAP
 
     def answer(
         self, question: str, hits: Sequence[Hit], context: ReaderContext
@@ -230,6 +243,7 @@ class LearnedReader:
                 logits,
                 count=self.reread,
                 weight=self.reread_weight,
+                gap=self.reread_gap,
             )
             chosen = int(np.argmax(logits)) if read is None else read.chosen
         best = cands[chosen]

@@ -65,10 +65,14 @@ def load_reader(settings: Settings) -> Reader:
     weights = load_weights()
     finder = load_span_finder(settings)
     read = weights.read_refusal
-    if read is not None and (finder is None or finder.weights_sha256 != read.span_reader_sha256):
-        # That refusal reads margins of one span reader; with another one (or none), the
-        # refusal without the margin is the calibrated one.
-        log.info("span reader %s: using the refusal without its read margin", settings.span_model)
+    if read is not None and not read.fits(finder):
+        # That refusal reads margins of one span reader at one precision; with another one
+        # (or none), the refusal without the margin is the calibrated one.
+        log.info(
+            "span reader %s (%s): using the refusal without its read margin",
+            settings.span_model,
+            settings.span_precision,
+        )
         weights = dataclasses.replace(weights, read_refusal=None)
     return LearnedReader(
         template=settings.answer_template,
@@ -86,16 +90,16 @@ def load_span_finder(settings: Settings) -> SpanFinder | None:
     from qa.ask.span_model import DEFAULT_SPAN_READER
 
     folder = DEFAULT_SPAN_READER if settings.span_model == "learned" else Path(settings.span_model)
-    return _span_model(folder.resolve(), settings.backend)
+    return _span_model(folder.resolve(), settings.backend, settings.span_precision)
 
 
 @functools.lru_cache(maxsize=2)
-def _span_model(folder: Path, backend: str) -> SpanFinder:
+def _span_model(folder: Path, backend: str, precision: str) -> SpanFinder:
     # One copy per process: the model is read-only and thread-safe, and every service start
     # (tests start many) would otherwise load it again.
     from qa.ask.span_model import load_span_model
 
-    return load_span_model(folder, backend=backend)
+    return load_span_model(folder, backend=backend, precision=precision)
 
 
 def load_reranker(settings: Settings) -> Rerank | None:

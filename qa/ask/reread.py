@@ -2,9 +2,10 @@
 
 A span reader trained with sentences that do not answer (``qa train-span-reader
 --negatives``) scores each sentence's best span against its [CLS] "no answer" span. The
-answerer gives it its :data:`REREAD` best sentences in one batch; the quote is the sentence with
-the best ``logit + weight x (span - null)``, and the best ``span - null`` of the batch (the
-*read margin*) tells the refusal whether any of them answers at all.
+answerer gives it its :data:`REREAD` best sentences (less any whose logit is more than
+:data:`REREAD_GAP` below the best one's; none by default); the quote is the sentence with the
+best ``logit + weight x (span - null)``, and the best ``span - null`` of those read (the *read
+margin*) tells the refusal whether any of them answers at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ REREAD = 3
 #: Weight of the span reader's answer-vs-null margin beside the sentence model's logit; chosen
 #: on XQuAD fold 0 alone (readers and weights fitted on folds 1-3) from 0.5, 1 and 2.
 REREAD_WEIGHT = 0.5
+#: Only sentences whose logit is within this much of the best one's are re-read (the best one
+#: always is). No limit by default: on XQuAD fold 0 a gap of 1 read 1.25 sentences instead of 3
+#: for 0.3 points of answer accuracy, but on the seeds check (news, not Wikipedia) it cost 7
+#: points, so the sentence model's confidence does not carry over well enough to skip reads
+#: (docs/quality.md).
+REREAD_GAP = math.inf
 #: The read margin when no sentence could be read at all (no token inside any of them).
 UNREAD_MARGIN = -50.0
 
@@ -39,6 +46,12 @@ class SpanFinder(Protocol):
     @property
     def weights_sha256(self) -> str | None:
         """The SHA-256 of its weights file, when it was loaded from one."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """The precision of the weights it runs (``"fp32"``, ``"int8"``): its margins depend
+        on it."""
         ...
 
     def find(
@@ -66,6 +79,14 @@ class Reread:
     margin: float
 
 
+def read_order(logits: Any, count: int = REREAD, gap: float = REREAD_GAP) -> list[int]:
+    """Indices of the candidates to re-read, best first: the ``count`` best by ``logits``, less
+    those more than ``gap`` below the best (never fewer than one)."""
+    values = np.asarray(logits, dtype=np.float64)
+    order = [int(i) for i in np.argsort(-values, kind="stable")[: max(count, 1)]]
+    return [i for i in order if values[i] >= values[order[0]] - gap] if order else []
+
+
 def reread(
     finder: SpanFinder | None,
     question: str,
@@ -74,12 +95,13 @@ def reread(
     *,
     count: int = REREAD,
     weight: float = REREAD_WEIGHT,
+    gap: float = REREAD_GAP,
 ) -> Reread | None:
-    """The span reader's reading of the ``count`` best candidates by ``logits``, or ``None``
-    when there is no reader that can judge sentences (or nothing to read)."""
+    """The span reader's reading of the candidates :func:`read_order` picks, or ``None`` when
+    there is no reader that can judge sentences (or nothing to read)."""
     if finder is None or not finder.reads_no_answer or not len(cands):
         return None
-    order = [int(i) for i in np.argsort(-np.asarray(logits), kind="stable")[: max(count, 1)]]
+    order = read_order(logits, count, gap)
     reads = finder.find_many([(question, cands[i].text, (0, len(cands[i].text))) for i in order])
     margins = [-math.inf if r is None else r.score - r.null_score for r in reads]
     combined = [float(logits[i]) + weight * m for i, m in zip(order, margins, strict=True)]

@@ -44,14 +44,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fold_span_readers(folder: Path, backend: str) -> dict[int, SpanFinder]:
-    """The span readers ``qa train-span-reader --folds-out`` wrote, by held-out fold."""
+def fold_span_readers(folder: Path, backend: str, precision: str) -> dict[int, SpanFinder]:
+    """The span readers ``qa train-span-reader --folds-out`` wrote, by held-out fold, run as the
+    service would run the shipped one (``backend``, ``precision``)."""
     from qa.ask.span_model import load_span_model
 
     found = {f: folder / f"fold-{f}" for f in range(FOLDS) if (folder / f"fold-{f}").is_dir()}
     if not found:
         raise ConfigError(f"span reader folds '{folder}' hold no fold-0 .. fold-{FOLDS - 1}")
-    return {f: load_span_model(path, backend=backend) for f, path in found.items()}
+    return {
+        f: load_span_model(path, backend=backend, precision=precision) for f, path in found.items()
+    }
 
 
 def run_train_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,7 +64,7 @@ def run_train_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.span_folds is not None:
         from qa.ask.span_model import DEFAULT_SPAN_READER, WEIGHTS_NAME, file_digest
 
-        finders = fold_span_readers(args.span_folds, settings.backend)
+        finders = fold_span_readers(args.span_folds, settings.backend, settings.span_precision)
         shipped = file_digest((args.span_reader or DEFAULT_SPAN_READER) / WEIGHTS_NAME)
     weights, report = train(
         args.xquad,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from qa.ask.answerer import (
     refusal_features,
 )
 from qa.ask.logistic import LinearModel, fit_logistic
-from qa.ask.reread import REREAD, REREAD_WEIGHT, SpanFinder, reread
+from qa.ask.reread import REREAD, REREAD_GAP, REREAD_WEIGHT, SpanFinder, read_order, reread
 from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.embed.registry import model_id_for
@@ -188,11 +189,16 @@ def report_fold(
     fold: Callable[[Asked], bool],
     span: SpanFinder | None = None,
     reread_weight: float = REREAD_WEIGHT,
+    reread_gap: float = REREAD_GAP,
 ) -> dict[str, float]:
     """Figures of the questions ``fold`` selects, answered by a LearnedReader with ``weights``
     (and the span model ``span``; ``None``: the linear span scorer)."""
     reader = LearnedReader(
-        template=DEFAULT_TEMPLATE, weights=weights, span_model=span, reread_weight=reread_weight
+        template=DEFAULT_TEMPLATE,
+        weights=weights,
+        span_model=span,
+        reread_weight=reread_weight,
+        reread_gap=reread_gap,
     )
     answerable = [a for a in asked.answerable if fold(a)]
     right = refused = forced = by_rule = 0
@@ -306,16 +312,25 @@ def train(
     final = fit_weights(asked.gen, asked.answerable, _negatives(asked), margin)
     trained_on = _trained_on(path, settings, len(asked.answerable))
     read_refusal = None
-    if final.read_refusal is not None:
-        trained_on["read_margin"] = "cross-fitted by the fold readers; re-read " + str(REREAD)
-        read_refusal = dataclasses.replace(
-            final.read_refusal, span_reader_sha256=span_reader_sha256
-        )
+    if final.read_refusal is not None and span_finders:
+        within = f" within {REREAD_GAP} of the best" if math.isfinite(REREAD_GAP) else ""
+        trained_on["read_margin"] = f"cross-fitted by the fold readers; re-read {REREAD}{within}"
+        read_refusal = _stamped(final.read_refusal, span_reader_sha256, span_finders)
     weights = AnswererWeights(
         final.sentence, final.refusal, final.span, final.threshold, trained_on, read_refusal
     )
     report = {"held_out": pooled, "folds": folds, "trained_on": trained_on}
     return weights, report
+
+
+def _stamped(
+    read: ReadRefusal, span_reader_sha256: str, finders: Mapping[int, SpanFinder]
+) -> ReadRefusal:
+    """The read refusal naming the shipped span reader, at the precision the folds ran at."""
+    precision = next(iter(finders.values())).precision
+    return dataclasses.replace(
+        read, span_reader_sha256=span_reader_sha256, span_precision=precision
+    )
 
 
 def _trained_on(path: Path, settings: Settings, questions: int) -> dict[str, Any]:
@@ -333,16 +348,16 @@ def _trained_on(path: Path, settings: Settings, questions: int) -> dict[str, Any
     }
 
 
-def cross_fitted_margins(finders: Mapping[int, SpanFinder]) -> Margin:
+def cross_fitted_margins(finders: Mapping[int, SpanFinder], gap: float = REREAD_GAP) -> Margin:
     """Each question's read margin by the reader of its own fold (trained without its article),
-    remembered per question and set of sentences read."""
+    reading what the service would read (:func:`qa.ask.reread.read_order`), remembered per
+    question and set of sentences read."""
     seen: dict[tuple[int, tuple[str, ...]], float] = {}
 
     def margin(a: Asked, cands: Sequence[Candidate], logits: Any) -> float:
-        read_texts = tuple(cands[int(i)].text for i in np.argsort(-logits, kind="stable")[:REREAD])
-        key = (id(a), read_texts)
+        key = (id(a), tuple(cands[i].text for i in read_order(logits, REREAD, gap)))
         if key not in seen:
-            read = reread(finders.get(a.article % FOLDS), a.question, cands, logits)
+            read = reread(finders.get(a.article % FOLDS), a.question, cands, logits, gap=gap)
             seen[key] = 0.0 if read is None else read.margin
         return seen[key]
 
