@@ -23,7 +23,7 @@ from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
 from qa.ask.retrieval import Hit
 from qa.ask.service import QAService
-from qa.ask.span_model import SpanChoice
+from qa.ask.span_decode import SpanChoice
 from qa.ask.spans import wh_word
 from qa.cli import main
 from qa.config import DEFAULT_TEMPLATE, Settings

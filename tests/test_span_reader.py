@@ -18,13 +18,12 @@ import pytest
 from qa.ask.answer import Answer
 from qa.ask.answerer import LearnedReader, load_weights
 from qa.ask.reread import read_order
+from qa.ask.span_decode import SpanChoice
 from qa.ask.span_model import (
     DEFAULT_SPAN_READER,
     MANIFEST_NAME,
     WEIGHTS_NAME,
-    SpanChoice,
     SpanModel,
-    decode_span,
     load_span_model,
     qa_model,
 )
@@ -97,26 +96,6 @@ def trained(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data.write_text("{}")
     write_folder(out, half(fine_tune(examples(), base, CONFIG)), manifest(data, base, CONFIG, 4))
     return out
-
-
-# -- decoding ----------------------------------------------------------------------------------
-def test_decoded_span_stays_inside_the_window_and_under_the_length_limit() -> None:
-    offsets = [(0, 0), (0, 3), (4, 7), (8, 11), (12, 15), (16, 19)]
-    in_context = [False, True, True, True, True, True]
-    start = np.asarray([9, 8, 1, 2, 0, 0], dtype=np.float32)  # token 1 is the best start
-    end = np.asarray([9, 0, 0, 1, 2, 8], dtype=np.float32)  # token 5 is the best end
-    whole = decode_span(start, end, offsets, in_context, (0, 19), max_tokens=10)
-    assert whole is not None
-    assert (whole.start, whole.end) == (offsets[1][0], offsets[5][1])
-    assert whole.null_score == start[0] + end[0]
-    inner = decode_span(start, end, offsets, in_context, (4, 15), max_tokens=10)
-    assert inner is not None
-    assert 4 <= inner.start < inner.end <= 15
-    short = decode_span(start, end, offsets, in_context, (0, 19), max_tokens=2)
-    assert short is not None
-    covered = [t for t, (s, e) in enumerate(offsets) if short.start <= s and e <= short.end]
-    assert 1 <= len([t for t in covered if in_context[t]]) <= 2
-    assert decode_span(start, end, offsets, in_context, (20, 30)) is None
 
 
 # -- training ----------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from qa.ask.logistic import LinearModel
 from qa.ask.reader import ReaderContext
 from qa.ask.reread import REREAD, REREAD_GAP, REREAD_WEIGHT, Reread, SpanFinder, reread
 from qa.ask.retrieval import Hit
-from qa.ask.span_model import SpanChoice
+from qa.ask.span_decode import SpanChoice
 from qa.ask.spans import SPAN_FEATURES, best_span
 from qa.errors import ConfigError
 from qa.index.lexical import tokenize

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qa.ask.answer_features import Candidate
-from qa.ask.span_model import SpanChoice
+from qa.ask.span_decode import SpanChoice
 
 #: How many of the sentence model's best sentences the span reader re-reads.
 REREAD = 3

@@ -9,7 +9,7 @@ bundled base model; a manifest naming another base model is refused, because the
 layers only make sense on top of the exact layers they were trained on.
 
 The input is ``[CLS] question [SEP] context [SEP]``, the context being the quoted sentence.
-The span is the best start/end pair of at most :data:`MAX_ANSWER_TOKENS` tokens that lies
+The span is the best start/end pair (:func:`qa.ask.span_decode.decode_span`) that lies
 inside the sentence; its character offsets come from the fast tokenizer's offset mapping, so
 ``sentence[start:end]`` is exactly the span.
 
@@ -25,7 +25,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qa.ask.span_decode import SpanChoice, decode_span
 from qa.ask.span_onnx import Forward, onnx_forward, rust_encoder
 from qa.errors import ReaderError
 from qa.index.segments import sha256_file
@@ -47,25 +47,12 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 #: The model the shipped tensors are laid over.
 BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-#: Longest span, in tokens.
-MAX_ANSWER_TOKENS = 30
 #: Longest input (question, sentence and special tokens), in tokens; longer sentences are cut.
 MAX_LENGTH = 256
 #: Most sentences the ONNX reader runs side by side (never more than the machine's cores).
 REREAD_WORKERS = 3
 #: Suffixes of low-rank factors in a weights file; the base parameter is ``prefix + ".weight"``.
 LORA_A, LORA_B = ".lora_a", ".lora_b"
-
-
-@dataclass(frozen=True, slots=True)
-class SpanChoice:
-    """A span of the context: ``context[start:end]``; scores are start plus end logits."""
-
-    start: int
-    end: int
-    score: float
-    #: The [CLS] ("no answer") span's score, comparable with ``score``.
-    null_score: float
 
 
 def bundled_base() -> Path:
@@ -87,45 +74,6 @@ def file_digest(path: Path) -> str:
         return sha256_file(path)
     except OSError as exc:
         raise ReaderError(f"weights '{path}' are unreadable: {exc}") from None
-
-
-def decode_span(
-    start_logits: npt.NDArray[np.float32],
-    end_logits: npt.NDArray[np.float32],
-    offsets: Sequence[tuple[int, int]],
-    in_context: Sequence[bool],
-    window: tuple[int, int],
-    max_tokens: int = MAX_ANSWER_TOKENS,
-) -> SpanChoice | None:
-    """The best span of one input whose tokens all lie in ``window`` (characters of the context).
-
-    ``in_context[t]`` says whether token ``t`` is a context token; ``offsets[t]`` are its
-    characters in the context. ``None`` when no context token lies in the window.
-    """
-    lo, hi = window
-    allowed = np.asarray(
-        [
-            inside and lo <= s and e <= hi and e > s
-            for inside, (s, e) in zip(in_context, offsets, strict=True)
-        ],
-        dtype=bool,
-    )
-    tokens = np.flatnonzero(allowed)
-    if not len(tokens):
-        return None
-    starts = start_logits[tokens].astype(np.float64)
-    ends = end_logits[tokens].astype(np.float64)
-    # pair[i, j]: span from allowed token i to allowed token j; only i <= j, short enough.
-    pair = starts[:, None] + ends[None, :]
-    gap = tokens[None, :] - tokens[:, None]
-    pair[(gap < 0) | (gap >= max_tokens)] = -np.inf
-    i, j = np.unravel_index(int(np.argmax(pair)), pair.shape)
-    return SpanChoice(
-        start=int(offsets[tokens[i]][0]),
-        end=int(offsets[tokens[j]][1]),
-        score=float(pair[i, j]),
-        null_score=float(start_logits[0]) + float(end_logits[0]),
-    )
 
 
 def torch_forward(model: Any) -> Forward:

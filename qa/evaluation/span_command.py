@@ -19,11 +19,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from qa.ask.span_decode import MAX_ANSWER_TOKENS
 from qa.ask.span_model import (
     BASE_MODEL_ID,
     MANIFEST_NAME,
     MANIFEST_VERSION,
-    MAX_ANSWER_TOKENS,
     WEIGHTS_NAME,
     base_fingerprint,
     bundled_base,

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from qa.ask.logistic import fit_logistic
-from qa.ask.span_model import SpanChoice, SpanModel, qa_model
+from qa.ask.span_decode import SpanChoice
+from qa.ask.span_model import SpanModel, qa_model
 from qa.ask.spans import SPAN_FEATURES, best_span, span_candidates, span_features
 from qa.errors import ConfigError
 from qa.evaluation.metrics import exact_match, token_f1
