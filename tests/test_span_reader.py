@@ -231,7 +231,7 @@ def test_the_int8_graph_is_quantised_once_and_reads_like_the_fp32_one(
 
 def test_an_unknown_precision_is_named(base: Path, trained: Path) -> None:
     with pytest.raises(ReaderError, match="'int4'"):
-        load_span_model(trained, base=base, backend="onnx", precision="int4")
+        load_span_model(trained, base=base, backend="onnx", precision="int4")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"span_precision.*'int4'"):
         Settings(span_precision="int4")  # type: ignore[arg-type]
 
@@ -371,7 +371,7 @@ def test_a_reader_trained_with_negatives_rereads_the_best_sentences_and_can_over
     assert answer.span.text == asked[2].rstrip(".").split()[-1]
 
 
-def test_the_default_gap_rereads_fewer_sentences_and_never_none(
+def test_a_gap_of_zero_rereads_the_best_sentence_alone(
     settings: Settings, seeds_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     everything, near = PrefersTheLast(), PrefersTheLast()

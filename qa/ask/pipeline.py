@@ -22,7 +22,7 @@ from qa.ask.model_reader import SpanReader
 from qa.ask.reader import HandSetReader, Reader, ReaderContext, Vector
 from qa.ask.reranker import CrossEncoderReranker, rerank_hits
 from qa.ask.retrieval import Filters, Hit, retrieve
-from qa.config import RetrievalMode, Settings
+from qa.config import RetrievalMode, Settings, SpanPrecision
 from qa.index.generation import IndexGeneration
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def load_span_finder(settings: Settings) -> SpanFinder | None:
 
 
 @functools.lru_cache(maxsize=2)
-def _span_model(folder: Path, backend: str, precision: str) -> SpanFinder:
+def _span_model(folder: Path, backend: str, precision: SpanPrecision) -> SpanFinder:
     # One copy per process: the model is read-only and thread-safe, and every service start
     # (tests start many) would otherwise load it again.
     from qa.ask.span_model import load_span_model

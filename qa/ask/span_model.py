@@ -27,13 +27,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from qa.ask.span_decode import SpanChoice, decode_span
 from qa.ask.span_onnx import Forward, onnx_forward, rust_encoder
+from qa.config import SpanPrecision
 from qa.errors import ReaderError
 from qa.index.segments import sha256_file
 
@@ -137,7 +138,7 @@ class SpanModel:
         max_length: int = MAX_LENGTH,
         no_answer: bool = False,
         weights_sha256: str | None = None,
-        precision: str = "fp32",
+        precision: SpanPrecision = "fp32",
         workers: int = 1,
     ) -> None:
         if forward is None:
@@ -172,7 +173,7 @@ class SpanModel:
         return self._weights_sha256
 
     @property
-    def precision(self) -> str:
+    def precision(self) -> SpanPrecision:
         """The precision of the weights it runs: ``"fp32"`` or ``"int8"``."""
         return self._precision
 
@@ -226,7 +227,7 @@ def load_span_model(
     *,
     base: Path | None = None,
     backend: str = "torch",
-    precision: str = "fp32",
+    precision: SpanPrecision = "fp32",
 ) -> SpanModel:
     """The span reader in ``folder`` laid over the base model ``base`` (the bundled one), run
     by torch or (``backend="onnx"``) by ONNX Runtime on a graph exported once and cached,
@@ -235,8 +236,10 @@ def load_span_model(
     Raises :class:`ReaderError` when a file is missing or unreadable, or when the manifest was
     written for another base model than ``base``.
     """
-    if precision not in ("fp32", "int8"):
-        raise ReaderError(f"span reader precision must be 'fp32' or 'int8', got {precision!r}")
+    if precision not in get_args(SpanPrecision):
+        raise ReaderError(
+            f"span reader precision must be one of {get_args(SpanPrecision)}, got {precision!r}"
+        )
     base = bundled_base() if base is None else base
     manifest = read_manifest(folder)
     no_answer = int(dict(manifest.get("training") or {}).get("negatives", 0)) > 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qa.ask.answerer import weights_json
 from qa.ask.reread import REREAD_WEIGHT, SpanFinder
-from qa.config import Settings
+from qa.config import Settings, SpanPrecision
 from qa.errors import ConfigError
 from qa.evaluation.training import FOLDS, train
 
@@ -44,7 +44,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fold_span_readers(folder: Path, backend: str, precision: str) -> dict[int, SpanFinder]:
+def fold_span_readers(
+    folder: Path, backend: str, precision: SpanPrecision
+) -> dict[int, SpanFinder]:
     """The span readers ``qa train-span-reader --folds-out`` wrote, by held-out fold, run as the
     service would run the shipped one (``backend``, ``precision``)."""
     from qa.ask.span_model import load_span_model
