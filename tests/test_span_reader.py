@@ -17,7 +17,7 @@ import pytest
 
 from qa.ask.answer import Answer
 from qa.ask.answerer import LearnedReader, load_weights
-from qa.ask.reread import read_order
+from qa.ask.reread import REREAD, read_order
 from qa.ask.span_decode import SpanChoice
 from qa.ask.span_model import (
     DEFAULT_SPAN_READER,
@@ -354,21 +354,21 @@ def test_a_reader_trained_with_negatives_rereads_the_best_sentences_and_can_over
     answer = _ask(settings, monkeypatch, rereader, gap=math.inf)
     assert isinstance(plain, Answer)
     assert isinstance(answer, Answer)
-    # One call, with the sentence model's best three sentences (no gap limit), best first.
+    # One call, with the sentence model's best REREAD sentences (no gap limit), best first.
     assert len(rereader.calls) == 1
     asked = rereader.calls[0]
-    assert len(asked) == 3
-    assert len(set(asked)) == 3
+    assert len(asked) == REREAD
+    assert len(set(asked)) == REREAD
     assert plain.text.endswith(asked[0])
-    # Its margin outweighs the sentence model's logits: the third sentence is quoted, with the
-    # span it found there, at exact offsets.
-    assert answer.text.endswith(asked[2])
+    # Its margin outweighs the sentence model's logits: the last sentence read is quoted, with
+    # the span it found there, at exact offsets.
+    assert answer.text.endswith(asked[-1])
     assert answer.text != plain.text
     assert answer.span is not None
     raw = (seeds_dir / answer.source).read_text(encoding="utf-8")
     assert raw[answer.start : answer.end] == answer.text
     assert raw[answer.span.start : answer.span.end] == answer.span.text
-    assert answer.span.text == asked[2].rstrip(".").split()[-1]
+    assert answer.span.text == asked[-1].rstrip(".").split()[-1]
 
 
 def test_a_gap_of_zero_rereads_the_best_sentence_alone(
@@ -377,7 +377,7 @@ def test_a_gap_of_zero_rereads_the_best_sentence_alone(
     everything, near = PrefersTheLast(), PrefersTheLast()
     _ask(settings, monkeypatch, everything, gap=math.inf)
     _ask(settings, monkeypatch, near, gap=0.0)
-    assert len(everything.calls[0]) == 3
+    assert len(everything.calls[0]) == REREAD
     # A gap of 0 reads the best sentence alone (unless another ties it exactly).
     assert near.calls[0] == everything.calls[0][:1]
 
