@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.ask.answer import Abstention, Answer, is_unknown_terms_reason, question_type
+from qa.ask.answer import (
+    Abstention,
+    Answer,
+    is_unknown_terms_reason,
+    question_type,
+    unsupported_terms,
+)
 from qa.ask.answerer import (
     READ_REFUSAL_FEATURES,
     LearnedReader,
@@ -31,6 +37,7 @@ from qa.errors import ConfigError
 from qa.evaluation.train_command import fold_span_readers
 from qa.evaluation.training import calibrate_threshold
 from qa.index.builder import build_index
+from qa.index.lexical import known_word, tokenize
 from qa.ingest.passages import Passage
 
 
@@ -83,6 +90,27 @@ def test_names_the_index_never_mentions_are_refused(settings: Settings) -> None:
     assert unknown.unrefused is not None  # what would have been said is still measured
     assert known.answer is not None
     assert not is_unknown_terms_reason(known.abstain_reason)
+
+
+@pytest.mark.parametrize(
+    ("question", "missing"),
+    [
+        ("When was the Maastricht Treaty signed?", []),
+        ("When was the Maastrich Treaty signed?", []),  # one letter left out
+        ("What did the UMC decide about fasting?", []),  # the text spells it out
+        ("What did the UMC's board decide?", []),
+        ("What did the AMC decide about fasting?", ["AMC"]),  # an abbreviation of nothing here
+        ("When was the Lisbon Treaty signed?", ["Lisbon"]),
+        ("What did the Methodists decide in 2023?", ["2023"]),  # numbers stay exact
+    ],
+)
+def test_names_spelled_another_way_are_not_unknown(question: str, missing: list[str]) -> None:
+    text = "The Maastricht Treaty of 1992. The United Methodist Church asked members to fast."
+    terms = frozenset(tokenize(text))
+    found = unsupported_terms(
+        question, known=lambda w: known_word(w, terms.__contains__), article_terms=terms, text=text
+    )
+    assert found == missing
 
 
 def test_calibrated_threshold_keeps_to_the_refusal_budget() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +25,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from qa.ask.retrieval import Hit
+from qa.ask.spellings import near_spelling, spelled_out
 from qa.errors import ConfigError
 from qa.index.lexical import tokenize
 from qa.ingest.articles import is_date_line
@@ -149,19 +150,34 @@ def unsupported_terms(
     *,
     known: Callable[[str], bool],
     article_terms: frozenset[str],
+    text: str = "",
 ) -> list[str]:
     """Names the index never mentions and numbers the answer's article never mentions.
 
     A question about 'Texas' over articles that never say 'Texas', or about a 2023 figure in an
     article that never says 2023, cannot be answered from them, however similar the text is.
+    A name spelled another way is not missing: one typo or accent from a word of the answer's
+    article ('Maastrich'), or the abbreviation of a capitalised phrase of ``text``, the
+    passages found ('UMC' for 'United Methodist Church'); see :mod:`qa.ask.spellings`.
     """
-    missing = [m.group(0) for m in _KEY_NAME.finditer(question) if not known(m.group(0))]
+    missing = [
+        m.group(0)
+        for m in _KEY_NAME.finditer(question)
+        if not known(m.group(0))
+        and not spelled_out(m.group(0), text)
+        and not near_spelling(m.group(0), article_terms)
+    ]
     missing += [
         m.group(0)
         for m in _KEY_NUMBER.finditer(question)
         if not set(tokenize(m.group(0))) <= article_terms
     ]
     return missing
+
+
+def found_text(hits: Sequence[Hit]) -> str:
+    """The titles and texts of ``hits``, for spotting what their names are abbreviated to."""
+    return "\n".join(f"{h.passage.title or ''}\n{h.passage.text}" for h in hits)
 
 
 def _idf(term: str, df: dict[str, int], n: int) -> float:
@@ -247,7 +263,10 @@ def extract_answer(
         )
     if known is not None and article_terms is not None:
         missing = unsupported_terms(
-            question, known=known, article_terms=article_terms(best.hit.passage.source)
+            question,
+            known=known,
+            article_terms=article_terms(best.hit.passage.source),
+            text=found_text(top),
         )
         if missing:
             return Abstention(unknown_terms_reason(missing), support, answer)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from qa.ask.answer import _ASKS_DATE_LINE, _ASKS_TITLE, _DATE, _NAME, _NUMBER, question_type
 from qa.ask.retrieval import Hit
+from qa.ask.spellings import abbreviation_match
 from qa.index.lexical import tokenize
 from qa.ingest.articles import is_date_line
 from qa.ingest.sentences import split_sentences
@@ -51,8 +52,6 @@ _ROLE = re.compile(
     r"inventor|composer|architect|owner|general|senator|judge|dean|professor)s?\b",
     re.I,
 )
-_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9&]{1,7}s?\b")
-_CAPWORDS = re.compile(r"[A-Z][\w'’-]*(?:\s+(?:of|for|and|the|de|&)?\s*[A-Z][\w'’-]*)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,24 +101,6 @@ def candidates(
 
 def _idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-
-def acronym_of(words: Sequence[str]) -> str:
-    """The initials of the capitalised words of a phrase: 'World Health Organization' -> WHO."""
-    return "".join(w[0] for w in words if w[:1].isupper())
-
-
-def abbreviation_match(question: str, sentence: str) -> bool:
-    """Whether one side spells out an abbreviation the other uses (either direction)."""
-
-    def expansions(text: str) -> set[str]:
-        return {acronym_of(m.group(0).split()) for m in _CAPWORDS.finditer(text)}
-
-    def acronyms(text: str) -> set[str]:
-        return {m.group(0).rstrip("s") for m in _ACRONYM.finditer(text)}
-
-    q_acr, s_acr = acronyms(question), acronyms(sentence)
-    return bool(q_acr & expansions(sentence) - s_acr) or bool(s_acr & expansions(question) - q_acr)
 
 
 def _new_matches(pattern: re.Pattern[str], sentence: str, question: str) -> bool:
