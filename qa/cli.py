@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from qa.config import Settings
+from qa.config import ExecutorName, RetrievalMode, Settings, SpanPrecision
 from qa.errors import QAError
 
 log = logging.getLogger("qa")
@@ -42,7 +42,7 @@ def _models(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--span-precision",
-        choices=["int8", "fp32"],
+        choices=get_args(SpanPrecision),
         help="the span reader's weights under ONNX Runtime: 'int8' (default, faster) or 'fp32'",
     )
 
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait", type=float, default=0.0, help="seconds to wait if another build is running"
     )
-    p.add_argument("--executor", choices=["local", "ray"], help="where to embed (default: local)")
+    p.add_argument(
+        "--executor", choices=get_args(ExecutorName), help="where to embed (default: local)"
+    )
     p.add_argument("--address", help="Ray cluster to join with --executor ray (e.g. 'auto')")
     p.add_argument(
         "--workers", type=int, help="Ray embedding actors (default: one per cluster CPU)"
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models(p)
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5, help="number of passages (1-50)")
-    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
+    p.add_argument("--mode", choices=get_args(RetrievalMode), help="retrieval mode")
     p.add_argument("--no-answer", action="store_true", help="passages only, no extracted answer")
 
     p = sub.add_parser("eval", help="measure retrieval and answer quality")
@@ -241,7 +243,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--xquad", type=Path, help="XQuAD / SQuAD v1.1 JSON file")
     parser.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     parser.add_argument("--k", type=int, default=10, help="passages per question (default 10)")
-    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode")
+    parser.add_argument("--mode", choices=get_args(RetrievalMode), help="retrieval mode")
     parser.add_argument("--chunk-tokens", type=int, help="chunk size for the temporary index")
     parser.add_argument("--threshold", type=float, help="abstention threshold to use")
     parser.add_argument("--limit", type=int, help="evaluate only the first N questions")

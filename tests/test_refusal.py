@@ -39,6 +39,7 @@ from qa.evaluation.training import calibrate_threshold
 from qa.index.builder import build_index
 from qa.index.lexical import known_word, tokenize
 from qa.ingest.passages import Passage
+from qa.ingest.sentences import split_sentences
 
 
 @pytest.mark.parametrize(
@@ -108,7 +109,10 @@ def test_names_spelled_another_way_are_not_unknown(question: str, missing: list[
     text = "The Maastricht Treaty of 1992. The United Methodist Church asked members to fast."
     terms = frozenset(tokenize(text))
     found = unsupported_terms(
-        question, known=lambda w: known_word(w, terms.__contains__), article_terms=terms, text=text
+        question,
+        known=lambda w: known_word(w, terms.__contains__),
+        article_terms=terms,
+        hits=[_hit(text)],
     )
     assert found == missing
 
@@ -131,8 +135,7 @@ def test_calibrated_threshold_keeps_to_the_refusal_budget() -> None:
     assert calibrate_threshold(confidence, ruled, 0.05) == 0.0
 
 
-def _hit() -> Hit:
-    text = "The expo opened in 2019. It drew 500 firms from 30 countries."
+def _hit(text: str = "The expo opened in 2019. It drew 500 firms from 30 countries.") -> Hit:
     passage = Passage(
         chunk_id="c0",
         source="a.txt",
@@ -143,7 +146,7 @@ def _hit() -> Hit:
         text=text,
         embed_hash="h",
         tokens=12,
-        sentences=((0, 24), (25, len(text))),
+        sentences=tuple(split_sentences(text)),
     )
     return Hit(rank=1, row=0, passage=passage, score=1.0, dense_score=0.5, lexical_score=3.0)
 

@@ -150,34 +150,27 @@ def unsupported_terms(
     *,
     known: Callable[[str], bool],
     article_terms: frozenset[str],
-    text: str = "",
+    hits: Sequence[Hit] = (),
 ) -> list[str]:
     """Names the index never mentions and numbers the answer's article never mentions.
 
     A question about 'Texas' over articles that never say 'Texas', or about a 2023 figure in an
     article that never says 2023, cannot be answered from them, however similar the text is.
     A name spelled another way is not missing: one typo or accent from a word of the answer's
-    article ('Maastrich'), or the abbreviation of a capitalised phrase of ``text``, the
+    article ('Maastrich'), or the abbreviation of a capitalised phrase of ``hits``, the
     passages found ('UMC' for 'United Methodist Church'); see :mod:`qa.ask.spellings`.
     """
-    missing = [
-        m.group(0)
-        for m in _KEY_NAME.finditer(question)
-        if not known(m.group(0))
-        and not spelled_out(m.group(0), text)
-        and not near_spelling(m.group(0), article_terms)
-    ]
-    missing += [
+    unknown = [m.group(0) for m in _KEY_NAME.finditer(question) if not known(m.group(0))]
+    if unknown:  # the passages' text only when a name needs it
+        text = "\n".join(f"{h.passage.title or ''}\n{h.passage.text}" for h in hits)
+        unknown = [
+            w for w in unknown if not spelled_out(w, text) and not near_spelling(w, article_terms)
+        ]
+    return unknown + [
         m.group(0)
         for m in _KEY_NUMBER.finditer(question)
         if not set(tokenize(m.group(0))) <= article_terms
     ]
-    return missing
-
-
-def found_text(hits: Sequence[Hit]) -> str:
-    """The titles and texts of ``hits``, for spotting what their names are abbreviated to."""
-    return "\n".join(f"{h.passage.title or ''}\n{h.passage.text}" for h in hits)
 
 
 def _idf(term: str, df: dict[str, int], n: int) -> float:
@@ -266,7 +259,7 @@ def extract_answer(
             question,
             known=known,
             article_terms=article_terms(best.hit.passage.source),
-            text=found_text(top),
+            hits=top,
         )
         if missing:
             return Abstention(unknown_terms_reason(missing), support, answer)

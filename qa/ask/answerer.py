@@ -33,7 +33,6 @@ from qa.ask.answer import (
     Abstention,
     Answer,
     AnswerSpan,
-    found_text,
     render_answer,
     unknown_terms_reason,
     unsupported_terms,
@@ -265,7 +264,7 @@ class LearnedReader:
                 question,
                 known=context.knows,
                 article_terms=context.article_terms(best.hit.passage.source),
-                text=found_text(hits[: self.passages]),
+                hits=hits[: self.passages],
             )
             if missing:
                 return Abstention(unknown_terms_reason(missing), round(confidence, 4), answer)

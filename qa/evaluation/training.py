@@ -27,7 +27,6 @@ from qa.ask.answer import (
     ANSWER_PASSAGES,
     Abstention,
     Answer,
-    found_text,
     is_unknown_terms_reason,
     unsupported_terms,
 )
@@ -150,7 +149,7 @@ def _refused_by_rule(
             a.question,
             known=gen.knows,
             article_terms=gen.article_terms(best.hit.passage.source),
-            text=found_text(a.hits[:ANSWER_PASSAGES]),
+            hits=a.hits[:ANSWER_PASSAGES],
         )
     )
 
