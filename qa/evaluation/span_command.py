@@ -137,15 +137,14 @@ def write_folder(out: Path, tensors: dict[str, Any], meta: dict[str, Any]) -> No
 
 def run_span_command(args: argparse.Namespace, settings: Settings) -> int:
     """Held-out folds (unless ``--no-folds``), then the reader trained on every fold."""
+    for flag, value, least in (("negatives", args.negatives, 0), ("jobs", args.jobs, 1)):
+        if value < least:
+            raise ConfigError(f"--{flag} must be at least {least}, got {value}")
     config = config_from(args)
     base = bundled_base()
-    if args.negatives < 0:
-        raise ConfigError(f"--negatives must be 0 or more, got {args.negatives}")
     examples = xquad_examples(args.xquad, config.negatives)
     questions = sum(ex.answerable for ex in examples)
     report: dict[str, Any] = {"examples": len(examples), "questions": questions}
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     with contextlib.ExitStack() as stack:
         pool = None
         if args.jobs > 1:
