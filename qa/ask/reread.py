@@ -10,7 +10,9 @@ margin*) tells the refusal whether any of them answers at all.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +21,7 @@ import numpy as np
 
 from qa.ask.answer_features import Candidate
 from qa.ask.span_decode import SpanChoice
+from qa.ingest.sentences import split_sentences
 
 #: How many of the sentence model's best sentences the span reader re-reads. Two, not three:
 #: on XQuAD's held-out folds reading two gave the same answers (0.814 against 0.815 holding the
@@ -36,6 +39,10 @@ REREAD_WEIGHT = 0.5
 REREAD_GAP = math.inf
 #: The read margin when no sentence could be read at all (no token inside any of them).
 UNREAD_MARGIN = -50.0
+#: A sentence that opens with a pronoun is read with the sentence before it in its passage as
+#: context (the span still comes from the sentence): "It is 82,400 km2 large with 33.43 million
+#: people" does not say what "it" is.
+_PRONOUN_FIRST = re.compile(r"(It|He|She|They|This|These|Its|His|Her|Their|That|Those)\b")
 
 
 class SpanFinder(Protocol):
@@ -105,9 +112,31 @@ def reread(
     if finder is None or not finder.reads_no_answer or not len(cands):
         return None
     order = read_order(logits, count, gap)
-    reads = finder.find_many([(question, cands[i].text, (0, len(cands[i].text))) for i in order])
+    contexts = [read_context(cands[i]) for i in order]
+    found = finder.find_many([(question, text, window) for text, window in contexts])
+    reads = [
+        None if r is None else dataclasses.replace(r, start=r.start - lo, end=r.end - lo)
+        for r, (_, (lo, _)) in zip(found, contexts, strict=True)
+    ]
     margins = [-math.inf if r is None else r.score - r.null_score for r in reads]
     combined = [float(logits[i]) + weight * m for i, m in zip(order, margins, strict=True)]
     k = max(range(len(order)), key=lambda j: combined[j])
     best_margin = max(margins)
     return Reread(order[k], reads[k], best_margin if math.isfinite(best_margin) else UNREAD_MARGIN)
+
+
+def read_context(cand: Candidate) -> tuple[str, tuple[int, int]]:
+    """What the reader reads for ``cand``, and where the sentence lies in it: the sentence
+    alone, or with the sentence before it when it opens with a pronoun."""
+    whole = (cand.text, (0, len(cand.text)))
+    if cand.index == 0 or not _PRONOUN_FIRST.match(cand.text):
+        return whole
+    passage = cand.hit.passage
+    spans = passage.sentences or tuple(split_sentences(passage.text))
+    if cand.index >= len(spans):
+        return whole
+    begin = spans[cand.index - 1][0]
+    lo = cand.start - passage.start
+    if not 0 <= begin <= lo or passage.text[lo : lo + len(cand.text)] != cand.text:
+        return whole
+    return passage.text[begin : lo + len(cand.text)], (lo - begin, lo - begin + len(cand.text))
