@@ -5,7 +5,9 @@ A span reader trained with sentences that do not answer (``qa train-span-reader
 answerer gives it its :data:`REREAD` best sentences (less any whose logit is more than
 :data:`REREAD_GAP` below the best one's; none by default); the quote is the sentence with the
 best ``logit + weight x (span - null)``, and the best ``span - null`` of those read (the *read
-margin*) tells the refusal whether any of them answers at all.
+margin*) tells the refusal whether any of them answers at all. A sentence that opens with a
+pronoun is read with the sentence before it (:func:`read_context`); its span comes back in the
+sentence's own offsets.
 """
 
 from __future__ import annotations
