@@ -38,8 +38,7 @@ from qa.evaluation.train_command import fold_span_readers
 from qa.evaluation.training import calibrate_threshold
 from qa.index.builder import build_index
 from qa.index.lexical import known_word, tokenize
-from qa.ingest.passages import Passage
-from qa.ingest.sentences import split_sentences
+from tests.hits import passage_hit
 
 
 @pytest.mark.parametrize(
@@ -136,19 +135,7 @@ def test_calibrated_threshold_keeps_to_the_refusal_budget() -> None:
 
 
 def _hit(text: str = "The expo opened in 2019. It drew 500 firms from 30 countries.") -> Hit:
-    passage = Passage(
-        chunk_id="c0",
-        source="a.txt",
-        title="Expo",
-        date=None,
-        start=0,
-        end=len(text),
-        text=text,
-        embed_hash="h",
-        tokens=12,
-        sentences=tuple(split_sentences(text)),
-    )
-    return Hit(rank=1, row=0, passage=passage, score=1.0, dense_score=0.5, lexical_score=3.0)
+    return passage_hit(text)
 
 
 def test_the_reader_refuses_below_its_threshold_and_answers_above() -> None:

@@ -8,24 +8,13 @@ from qa.ask.answer_features import candidates
 from qa.ask.reread import read_context, reread
 from qa.ask.retrieval import Hit
 from qa.ask.span_decode import SpanChoice
-from qa.ingest.passages import Passage
+from tests.hits import passage_hit
 
 TEXT = "Chongqing lies on the Yangtze. It is 82,400 km2 large with 33.43 million people."
 
 
-def _hit(text: str = TEXT, start: int = 40) -> Hit:
-    passage = Passage(
-        chunk_id="c0",
-        source="a.txt",
-        title="Chongqing",
-        date=None,
-        start=start,
-        end=start + len(text),
-        text=text,
-        embed_hash="h",
-        tokens=20,
-    )
-    return Hit(rank=1, row=0, passage=passage, score=1.0, dense_score=0.5, lexical_score=1.0)
+def _hit(text: str = TEXT) -> Hit:
+    return passage_hit(text, start=40)
 
 
 def test_a_sentence_opening_with_a_pronoun_is_read_after_the_one_before() -> None:
