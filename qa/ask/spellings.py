@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from qa.index.lexical import tokenize
 
@@ -83,5 +84,12 @@ def near_spelling(word: str, terms: Iterable[str]) -> bool:
     stems = [_fold(s) for s in tokenize(word)]
     if not stems or any(len(s) < MIN_NEAR_STEM for s in stems):
         return False
-    folded = {_fold(t) for t in terms}
+    folded = _folded(terms if isinstance(terms, frozenset) else frozenset(terms))
     return all(any(one_edit_apart(s, t) for t in folded) for s in stems)
+
+
+@lru_cache(maxsize=8)
+def _folded(terms: frozenset[str]) -> frozenset[str]:
+    """``terms`` without accents, once per set (a question's unknown names share its article's
+    terms, and the generation hands out the same frozenset for an article)."""
+    return frozenset(_fold(t) for t in terms)
