@@ -32,20 +32,29 @@ def test_a_pronoun_inside_a_word_or_first_in_the_passage_is_not_a_lead() -> None
     assert read_context(opening) == (opening.text, (0, len(opening.text)))
 
 
-class _Finder:
-    """Reads the last word of the window, with a margin of 2 for the pronoun sentence."""
+class _Reader:
+    """A stand-in span reader trained with negatives; subclasses say what it reads."""
 
     reads_no_answer = True
     weights_sha256 = None
     precision = "fp32"
 
-    def __init__(self) -> None:
-        self.read: list[tuple[str, tuple[int, int]]] = []
-
     def find(
         self, question: str, context: str, window: tuple[int, int] | None = None
     ) -> SpanChoice | None:
         return self.find_many([(question, context, window or (0, len(context)))])[0]
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        raise NotImplementedError
+
+
+class _Finder(_Reader):
+    """Reads the last word of the window, with a margin of 2 for the pronoun sentence."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, tuple[int, int]]] = []
 
     def find_many(
         self, items: Sequence[tuple[str, str, tuple[int, int]]]
@@ -69,3 +78,61 @@ def test_spans_read_with_a_lead_come_back_in_the_sentences_own_offsets() -> None
     assert read.read is not None
     assert cands[1].text[read.read.start : read.read.end] == "people"
     assert read.margin == 2.0
+
+
+FOUR = "Ann sings. Bob reads. Cid swims. Dan rows."
+
+
+class _Judge(_Reader):
+    """Reads each sentence's last word with the margin ``margins`` gives its first word."""
+
+    def __init__(self, margins: dict[str, float]) -> None:
+        self.margins = margins
+        self.calls: list[list[str]] = []
+
+    def find_many(
+        self, items: Sequence[tuple[str, str, tuple[int, int]]]
+    ) -> list[SpanChoice | None]:
+        self.calls.append([context[lo:hi] for _, context, (lo, hi) in items])
+        out: list[SpanChoice | None] = []
+        for _, context, (lo, hi) in items:
+            start = context.rindex(" ", lo, hi) + 1
+            margin = self.margins[context[lo:hi].split()[0]]
+            out.append(SpanChoice(start, hi - 1, margin, 0.0))
+        return out
+
+
+LOGITS = [3.0, 2.0, 1.0, 0.0]  # the sentence model's order: Ann, Bob, Cid, Dan
+
+
+def test_when_no_sentence_read_answers_the_next_ones_get_a_second_look() -> None:
+    cands = candidates([_hit(FOUR)], None, passages=1)
+    judge = _Judge({"Ann": -3.0, "Bob": -2.0, "Cid": 4.0, "Dan": -1.0})
+    read = reread(judge, "Who swims?", cands, LOGITS, count=2, weight=1.0, second_look=2)
+    assert read is not None
+    assert judge.calls == [["Ann sings.", "Bob reads."], ["Cid swims.", "Dan rows."]]
+    # Cid: 1 + 4 beats Ann: 3 - 3; the margin is the best of the four read.
+    assert cands[read.chosen].text == "Cid swims."
+    assert read.read is not None
+    assert cands[read.chosen].text[read.read.start : read.read.end] == "swims"
+    assert read.margin == 4.0
+
+
+def test_a_sentence_read_as_answering_ends_the_reading() -> None:
+    cands = candidates([_hit(FOUR)], None, passages=1)
+    judge = _Judge({"Ann": -3.0, "Bob": 0.5, "Cid": 9.0, "Dan": 9.0})
+    read = reread(judge, "Who reads?", cands, LOGITS, count=2, weight=1.0, second_look=2)
+    assert read is not None
+    assert judge.calls == [["Ann sings.", "Bob reads."]]
+    assert cands[read.chosen].text == "Bob reads."
+    assert read.margin == 0.5
+
+
+def test_no_second_look_when_switched_off() -> None:
+    cands = candidates([_hit(FOUR)], None, passages=1)
+    judge = _Judge({"Ann": -3.0, "Bob": -1.5, "Cid": 4.0, "Dan": -1.0})
+    read = reread(judge, "Who swims?", cands, LOGITS, count=2, weight=1.0, second_look=0)
+    assert read is not None
+    assert len(judge.calls) == 1
+    assert cands[read.chosen].text == "Bob reads."  # 2 - 1.5 beats 3 - 3
+    assert read.margin == -1.5

@@ -41,7 +41,15 @@ from qa.ask.answerer import (
     refusal_features,
 )
 from qa.ask.logistic import LinearModel, fit_logistic
-from qa.ask.reread import REREAD, REREAD_GAP, REREAD_WEIGHT, SpanFinder, read_order, reread
+from qa.ask.reread import (
+    REREAD,
+    REREAD_GAP,
+    REREAD_WEIGHT,
+    SECOND_LOOK,
+    SpanFinder,
+    read_order,
+    reread,
+)
 from qa.ask.spans import SPAN_FEATURES, span_candidates, span_features
 from qa.config import DEFAULT_TEMPLATE, Settings
 from qa.embed.registry import model_id_for
@@ -315,7 +323,10 @@ def train(
     read_refusal = None
     if final.read_refusal is not None and span_finders:
         within = f" within {REREAD_GAP} of the best" if math.isfinite(REREAD_GAP) else ""
-        trained_on["read_margin"] = f"cross-fitted by the fold readers; re-read {REREAD}{within}"
+        trained_on["read_margin"] = (
+            f"cross-fitted by the fold readers; re-read {REREAD}{within}"
+            f", {SECOND_LOOK} more when none answers"
+        )
         read_refusal = _stamped(final.read_refusal, span_reader_sha256, span_finders)
     weights = AnswererWeights(
         final.sentence, final.refusal, final.span, final.threshold, trained_on, read_refusal
@@ -353,10 +364,12 @@ def cross_fitted_margins(finders: Mapping[int, SpanFinder], gap: float = REREAD_
     """Each question's read margin by the reader of its own fold (trained without its article),
     reading what the service would read (:func:`qa.ask.reread.read_order`), remembered per
     question and set of sentences read."""
-    seen: dict[tuple[int, tuple[str, ...]], float] = {}
+    seen: dict[tuple[int, tuple[str, ...], tuple[str, ...]], float] = {}
 
     def margin(a: Asked, cands: Sequence[Candidate], logits: Any) -> float:
-        key = (id(a), tuple(cands[i].text for i in read_order(logits, REREAD, gap)))
+        first = read_order(logits, REREAD, gap)
+        looked = read_order(logits, len(first) + SECOND_LOOK, math.inf)
+        key = (id(a), tuple(cands[i].text for i in first), tuple(cands[i].text for i in looked))
         if key not in seen:
             read = reread(finders.get(a.article % FOLDS), a.question, cands, logits, gap=gap)
             seen[key] = 0.0 if read is None else read.margin
