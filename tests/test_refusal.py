@@ -219,7 +219,12 @@ def test_train_answerer_reproduces_its_weights_exactly(
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(report["held_out"]) >= {"answer_holds_gold", "span_f1", "unanswerable_refused"}
+    held = report["held_out"]
+    assert set(held) >= {"answer_holds_gold", "span_f1", "unanswerable_refused"}
+    # A refused question scores 0 with refusals on and its would-be answer's score with them
+    # off; an answered one scores the same both ways.
+    assert held["span_f1_no_refusals"] >= held["span_f1"]
+    assert held["answer_holds_gold_no_refusals"] >= held["answer_holds_gold"]
     weights = load_weights(tmp_path / "w1.json")  # validates version and feature lists
     assert weights.trained_on["questions"] == 24
     assert len(weights.trained_on["sha256"]) == 64

@@ -211,11 +211,12 @@ def report_fold(
     )
     answerable = [a for a in asked.answerable if fold(a)]
     right = refused = forced = by_rule = 0
-    f1 = exact = 0.0
+    f1 = exact = forced_f1 = 0.0
     for a in answerable:
         outcome = reader.answer(a.question, a.hits, context_for(asked.gen, asked.vocab, a))
         answer = outcome if isinstance(outcome, Answer) else outcome.best
         forced += answer is not None and contains_gold(answer.text, a.answers)
+        forced_f1 += token_f1(answer.span.text if answer and answer.span else None, a.answers)
         if isinstance(outcome, Abstention):
             refused += 1
             by_rule += is_unknown_terms_reason(outcome.reason)
@@ -242,6 +243,7 @@ def report_fold(
         "answerable_refused_unknown_terms": by_rule / n,
         "span_f1": f1 / n,
         "span_exact_match": exact / n,
+        "span_f1_no_refusals": forced_f1 / n,
         "span_f1_given_gold_sentence": _span_f1_on_gold_sentences(
             asked.gen, weights, answerable, span
         ),
